@@ -1,0 +1,5 @@
+import sys
+
+from garfield.cli import main
+
+sys.exit(main())

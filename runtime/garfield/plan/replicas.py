@@ -1,0 +1,162 @@
+"""Job -> replicas: the pure function both launchers share.
+
+The operator renders each Replica as a pod and the local launcher runs it as a process, so a job
+behaves the same on a cluster and on a laptop. Nothing here touches the network, the clock or the
+file system: the same job and addressing always give the same plan (a unit test pins one).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from garfield.plan.addressing import Addressing
+from garfield.spec.validation import Job
+
+SERVER, WORKER, PEER = "server", "worker", "peer"
+
+# The runtime's entry point. The local launcher swaps "python" for its own interpreter.
+NODE_COMMAND: tuple[str, ...] = ("python", "-m", "garfield", "node")
+
+# Environment contract between the plan and `garfield node` (garfield.node reads exactly these).
+ENV_JOB_NAME = "GARFIELD_JOB_NAME"
+ENV_ROLE = "GARFIELD_ROLE"
+ENV_INDEX = "GARFIELD_INDEX"
+ENV_SPEC = "GARFIELD_SPEC"  # JSON of the normalised spec
+ENV_LISTEN = "GARFIELD_LISTEN"  # host:port the node's gRPC server binds
+ENV_METRICS_PORT = "GARFIELD_METRICS_PORT"
+ENV_SERVERS = "GARFIELD_SERVERS"  # comma-separated host:port of every server (index order)
+ENV_WORKERS = "GARFIELD_WORKERS"  # comma-separated host:port of every worker / peer (index order)
+ENV_ATTACK = "GARFIELD_ATTACK"  # JSON {"name", "params"}; set only on replicas that simulate Byzantine behaviour
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One process (or pod) of a job."""
+
+    role: str
+    index: int
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    ports: dict[str, int]
+    resources: dict[str, dict[str, Any]]
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    address: str = ""
+    attack: dict[str, Any] | None = None
+
+    @property
+    def byzantine(self) -> bool:
+        return self.attack is not None
+
+    @property
+    def gpus(self) -> int:
+        for section in ("limits", "requests"):
+            value = self.resources.get(section, {}).get("nvidia.com/gpu")
+            if value is not None:
+                return int(value)
+        return 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "index": self.index,
+            "address": self.address,
+            "byzantine": self.attack,
+            "command": self.command,
+            "ports": self.ports,
+            "resources": self.resources,
+            "nodeSelector": self.node_selector,
+            "tolerations": self.tolerations,
+            "env": self.env,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    job_name: str
+    namespace: str
+    topology: str
+    service_name: str
+    replicas: list[Replica]
+
+    def by_role(self, role: str) -> list[Replica]:
+        return [r for r in self.replicas if r.role == role]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job": self.job_name,
+            "namespace": self.namespace,
+            "topology": self.topology,
+            "service": self.service_name,
+            "replicas": [r.to_dict() for r in self.replicas],
+        }
+
+
+def replica_name(job_name: str, role: str, index: int) -> str:
+    return f"{job_name}-{role}-{index}"
+
+
+def _attack_for(index: int, replicas: int, attack: Any) -> dict[str, Any] | None:
+    """Byzantine behaviour goes to the highest indices, so replica 0 of each role is always correct."""
+    if attack is None or index < replicas - attack.count:
+        return None
+    return {"name": attack.name, "params": attack.params}
+
+
+def make_plan(job: Job, addressing: Addressing) -> Plan:
+    """Every replica of `job`, with the addresses `addressing` gives them."""
+    spec = job.spec
+    roles: list[tuple[str, int, Any, Any]] = []
+    if spec.topology == "decentralized":
+        roles.append((PEER, spec.workers.replicas, spec.workers, spec.worker_attack))
+    else:
+        assert spec.servers is not None
+        roles.append((SERVER, spec.servers.replicas, spec.servers, spec.server_attack))
+        roles.append((WORKER, spec.workers.replicas, spec.workers, spec.worker_attack))
+
+    names = {role: [replica_name(job.name, role, i) for i in range(count)] for role, count, _, _ in roles}
+    addresses = {role: [addressing.address(role, i, names[role][i]) for i in range(count)] for role, count, _, _ in roles}
+    server_addresses = addresses.get(SERVER, [])
+    worker_addresses = addresses.get(WORKER, addresses.get(PEER, []))
+    spec_json = json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    replicas: list[Replica] = []
+    for role, count, role_spec, attack in roles:
+        for index in range(count):
+            name = names[role][index]
+            ports = addressing.ports(role, index)
+            bad = _attack_for(index, count, attack)
+            env = {
+                ENV_JOB_NAME: job.name,
+                ENV_ROLE: role,
+                ENV_INDEX: str(index),
+                ENV_SPEC: spec_json,
+                ENV_LISTEN: addressing.listen(role, index),
+                ENV_METRICS_PORT: str(ports["metrics"]),
+                ENV_SERVERS: ",".join(server_addresses),
+                ENV_WORKERS: ",".join(worker_addresses),
+            }
+            if bad is not None:
+                env[ENV_ATTACK] = json.dumps(bad, sort_keys=True)
+            for var in role_spec.template.env:
+                env[var["name"]] = var.get("value", "")
+            replicas.append(
+                Replica(
+                    role=role,
+                    index=index,
+                    name=name,
+                    command=list(NODE_COMMAND),
+                    env=env,
+                    ports=ports,
+                    resources=role_spec.template.resources,
+                    node_selector=role_spec.template.node_selector,
+                    tolerations=role_spec.template.tolerations,
+                    address=addresses[role][index],
+                    attack=bad,
+                )
+            )
+    return Plan(job.name, job.namespace, spec.topology, addressing.service_name(job.name), replicas)

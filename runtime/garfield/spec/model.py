@@ -1,0 +1,177 @@
+"""Typed, normalised view of a ByzantineTrainingJob spec.
+
+Built only from a manifest that passed the structural check (defaults filled), so the fields here
+are never missing. Readers use these attributes instead of digging through dicts; `to_dict`
+gives back the normalised manifest spec, which travels to every replica as JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GarSpec:
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    env: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def gpus(self) -> int:
+        for section in ("limits", "requests"):
+            value = self.resources.get(section, {}).get("nvidia.com/gpu")
+            if value is not None:
+                return int(value)
+        return 0
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    replicas: int
+    byzantine: int
+    gar: GarSpec
+    template: PodTemplate
+
+    @property
+    def quorum(self) -> int:
+        """q = n - f: how many replies a node of the other role waits for."""
+        return self.replicas - self.byzantine
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    count: int
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    rpc_seconds: float = 30.0
+    startup_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    steps: int = 1000
+    batch_size: int = 32
+    learning_rate: float | None = None
+    worker_momentum: float = 0.9
+    evaluation_interval: int = 50
+    seed: int = 1
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    backoff_limit: int = 3
+    active_deadline_seconds: int | None = None
+    ttl_seconds_after_finished: int | None = None
+    clean_pod_policy: str = "Running"
+    restart_policy: str = "OnFailure"
+    suspend: bool = False
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    entrypoint: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    framework: str
+    task: TaskSpec
+    topology: str
+    workers: RoleSpec
+    servers: RoleSpec | None
+    training: TrainingSpec
+    worker_attack: AttackSpec | None
+    server_attack: AttackSpec | None
+    run_policy: RunPolicy
+    image: str | None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised spec (defaults filled, topology resolved), as sent to replicas."""
+        return self.raw
+
+
+def _template(d: dict[str, Any]) -> PodTemplate:
+    return PodTemplate(
+        resources=d.get("resources", {}),
+        node_selector=d.get("nodeSelector", {}),
+        tolerations=d.get("tolerations", []),
+        env=d.get("env", []),
+    )
+
+
+def _role(d: dict[str, Any]) -> RoleSpec:
+    gar = d.get("gar", {})
+    return RoleSpec(
+        replicas=d["replicas"],
+        byzantine=d.get("byzantine", 0),
+        gar=GarSpec(gar.get("name", "median"), dict(gar.get("params", {}))),
+        template=_template(d.get("template", {})),
+    )
+
+
+def _attack(d: dict[str, Any] | None) -> AttackSpec | None:
+    if not d or d.get("count", 0) == 0:
+        return None
+    return AttackSpec(count=d["count"], name=d["name"], params=dict(d.get("params", {})))
+
+
+def derive_topology(spec: dict[str, Any]) -> str:
+    if spec.get("topology"):
+        return spec["topology"]
+    servers = spec.get("servers")
+    if servers is None:
+        return "decentralized"
+    return "ssmw" if servers.get("replicas", 1) == 1 else "msmw"
+
+
+def from_dict(spec: dict[str, Any]) -> JobSpec:
+    """Build the typed spec from a structurally valid, defaulted `spec` mapping."""
+    spec = dict(spec)
+    spec["topology"] = derive_topology(spec)
+    training = spec.get("training", {})
+    timeouts = training.get("timeouts", {})
+    policy = spec.get("runPolicy", {})
+    attack = spec.get("attack", {})
+    return JobSpec(
+        framework=spec.get("framework", "pytorch"),
+        task=TaskSpec(spec["task"]["entrypoint"], dict(spec["task"].get("args", {}))),
+        topology=spec["topology"],
+        workers=_role(spec["workers"]),
+        servers=_role(spec["servers"]) if spec.get("servers") else None,
+        training=TrainingSpec(
+            steps=training.get("steps", 1000),
+            batch_size=training.get("batchSize", 32),
+            learning_rate=training.get("learningRate"),
+            worker_momentum=training.get("workerMomentum", 0.9),
+            evaluation_interval=training.get("evaluationInterval", 50),
+            seed=training.get("seed", 1),
+            timeouts=Timeouts(timeouts.get("rpcSeconds", 30.0), timeouts.get("startupSeconds", 300.0)),
+        ),
+        worker_attack=_attack(attack.get("workers")),
+        server_attack=_attack(attack.get("servers")),
+        run_policy=RunPolicy(
+            backoff_limit=policy.get("backoffLimit", 3),
+            active_deadline_seconds=policy.get("activeDeadlineSeconds"),
+            ttl_seconds_after_finished=policy.get("ttlSecondsAfterFinished"),
+            clean_pod_policy=policy.get("cleanPodPolicy", "Running"),
+            restart_policy=policy.get("restartPolicy", "OnFailure"),
+            suspend=policy.get("suspend", False),
+        ),
+        image=spec.get("image"),
+        raw=spec,
+    )

@@ -1,0 +1,159 @@
+"""The one place that decides whether a job is valid.
+
+The CLI, the local launcher and the operator all call :func:`load_job` / :func:`validate_manifest`.
+First the CRD's own schema (field types and bounds, what `kubectl apply` enforces), then the
+cross-field rules a Kubernetes 1.20 schema cannot express: each aggregation rule's resilience
+condition on the replies it actually aggregates (n - f, because in an asynchronous network a node
+can wait for no more), attack counts within the declared f, topology consistency. Every message
+names the field, the value and the rule.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from garfield.aggregators import conditions
+from garfield.spec import schema
+from garfield.spec.model import JobSpec, RoleSpec, derive_topology, from_dict
+from garfield.spec.structural import check
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Pod names are '<job>-<role>-<index>' and must fit a DNS label (63); 'server-1023' is 11 + dash.
+MAX_JOB_NAME = 63 - len("-server-1023")
+
+
+class InvalidJob(ValueError):
+    """A manifest that must not run; `errors` holds one message per violated rule."""
+
+    def __init__(self, errors: list[str], source: str = "") -> None:
+        self.errors = errors
+        self.source = source
+        head = f"{source}: " if source else ""
+        super().__init__(head + "invalid ByzantineTrainingJob:\n  " + "\n  ".join(errors))
+
+
+@dataclass
+class Job:
+    """A validated job: its name, namespace and typed spec, plus non-fatal warnings."""
+
+    name: str
+    namespace: str
+    spec: JobSpec
+    manifest: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _role_rules(path: str, role: RoleSpec, what: str, errors: list[str], warnings: list[str]) -> None:
+    n, f = role.replicas, role.byzantine
+    if f >= n:
+        errors.append(f"{path}.byzantine: f={f} leaves no correct {what}; it must be below replicas={n}")
+        return
+    q = role.quorum
+    name = role.gar.name
+    if name not in conditions.RULES:
+        return  # the structural check already reported the unknown name
+    cond = conditions.RULES[name]
+    if not cond.holds(q, f):
+        errors.append(
+            f"{path}: {name} needs {cond.text()} on the {q} replies it aggregates (n={n}, f={f}); "
+            f"with f={f} that takes at least {cond.min_n(f) + f} {what}s"
+        )
+    if not cond.robust and f > 0:
+        warnings.append(f"{path}.gar: {name} is not Byzantine-resilient; one bad reply among f={f} can move it anywhere")
+    known = conditions.PARAMS.get(name, {})
+    for key in role.gar.params:
+        if key not in known:
+            allowed = ", ".join(sorted(known)) or "none"
+            errors.append(f"{path}.gar.params.{key}: {name} has no parameter {key!r} (parameters: {allowed})")
+
+
+def _cross_field(spec: JobSpec, errors: list[str], warnings: list[str]) -> None:
+    topo = spec.topology
+    node = "peer" if topo == "decentralized" else "worker"
+    _role_rules("spec.workers", spec.workers, node, errors, warnings)
+    servers = spec.servers
+    if topo == "decentralized":
+        if servers is not None:
+            errors.append("spec.servers: a decentralized job has no servers; every worker is also a server")
+        if spec.server_attack is not None:
+            errors.append("spec.attack.servers: a decentralized job has no servers to attack with")
+    elif servers is None:
+        errors.append(f"spec.servers: required for topology {topo}")
+    else:
+        if topo == "ssmw" and servers.replicas != 1:
+            errors.append(f"spec.servers.replicas: ssmw has exactly one server, not {servers.replicas} (use msmw)")
+        elif topo == "ssmw" and servers.byzantine:
+            errors.append(f"spec.servers.byzantine: ssmw has one server, which must be correct (f=0, not {servers.byzantine}); use msmw to tolerate Byzantine servers")
+        elif topo == "msmw" and servers.replicas < 2:
+            errors.append("spec.servers.replicas: msmw replicates the server; it needs at least 2 (use ssmw for one)")
+        else:
+            _role_rules("spec.servers", servers, "server", errors, warnings)
+    for path, attack, role, what in (
+        ("spec.attack.workers", spec.worker_attack, spec.workers, f"{node}s"),
+        ("spec.attack.servers", spec.server_attack, servers, "servers"),
+    ):
+        if attack is None or role is None:
+            continue
+        if attack.count > role.byzantine:
+            errors.append(
+                f"{path}.count: {attack.count} Byzantine {what} exceed the f={role.byzantine} the job tolerates "
+                f"(spec.{'workers' if 'workers' in path else 'servers'}.byzantine)"
+            )
+
+
+def validate_manifest(manifest: Any, source: str = "") -> Job:
+    """Validate a parsed manifest; return the normalised job or raise InvalidJob with every error."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    if not isinstance(manifest, dict):
+        raise InvalidJob([f"the document must be a mapping (a Kubernetes object), not {type(manifest).__name__}"], source)
+    api, kind = manifest.get("apiVersion"), manifest.get("kind")
+    if api != schema.API_VERSION:
+        errors.append(f"apiVersion: {api!r} must be {schema.API_VERSION}")
+    if kind != schema.KIND:
+        errors.append(f"kind: {kind!r} must be {schema.KIND}")
+    metadata = manifest.get("metadata") or {}
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(name, str) or not name:
+        errors.append("metadata.name: required field is missing")
+    elif len(name) > MAX_JOB_NAME or not _NAME.match(name):
+        errors.append(
+            f"metadata.name: {name!r} must be a DNS label of lower-case letters, digits and '-', "
+            f"at most {MAX_JOB_NAME} characters (pod names add '-server-<index>')"
+        )
+    body = {k: v for k, v in manifest.items() if k != "status"}
+    normalised = check(body, schema.job_schema(), "", errors)
+    errors = [e[1:] if e.startswith(".") else e for e in errors]
+    if errors:
+        raise InvalidJob(errors, source)
+    spec = from_dict(normalised["spec"])
+    _cross_field(spec, errors, warnings)
+    if errors:
+        raise InvalidJob(errors, source)
+    normalised["spec"] = spec.to_dict()
+    namespace = metadata.get("namespace", "default")
+    return Job(name=name, namespace=namespace, spec=spec, manifest=normalised, warnings=warnings)
+
+
+def load_job(path: str | Path) -> Job:
+    """Read one manifest file (YAML or JSON) and validate it."""
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise InvalidJob([f"cannot read the file: {exc.strerror or exc}"], source) from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise InvalidJob([f"not valid YAML: {exc}"], source) from None
+    if len(docs) != 1:
+        raise InvalidJob([f"expected one ByzantineTrainingJob document, found {len(docs)}"], source)
+    return validate_manifest(docs[0], source)
+
+
+__all__ = ["InvalidJob", "Job", "load_job", "validate_manifest", "derive_topology"]
