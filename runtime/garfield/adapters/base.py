@@ -1,0 +1,70 @@
+"""The framework interface the protocol drives: flat 1-D tensors in, flat 1-D tensors out.
+
+Servers, workers and peers only ever see one flat vector of parameters and one flat vector of
+gradient (or worker momentum) per step. Each framework adapter (PyTorch, TensorFlow) turns the
+user's own model, loss, optimizer and data into that, keeping tensors on their device (a GPU when
+there is one) so aggregation runs there too. Bytes appear only at the wire boundary.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable
+
+import numpy as np
+
+Tensor = Any  # torch.Tensor or tf.Tensor, 1-D, on `device`
+
+
+class FrameworkAdapter(ABC):
+    """One node's view of the user's task. Built by :func:`garfield.adapters.create`."""
+
+    framework: str  # "pytorch" | "tensorflow"
+    device: str  # e.g. "cpu", "cuda:0", "/GPU:0"
+    num_params: int
+    # Set by the label-flip attack: maps a batch's targets to the targets actually trained on.
+    label_transform: Callable[[Any], Any] | None = None
+
+    # -- parameters ---------------------------------------------------------------------------
+    @abstractmethod
+    def get_params(self) -> Tensor:
+        """The model's parameters as one flat vector on the device (a copy the caller may keep)."""
+
+    @abstractmethod
+    def set_params(self, flat: Tensor) -> None:
+        """Overwrite the model's parameters from one flat vector, in place."""
+
+    # -- training -----------------------------------------------------------------------------
+    @abstractmethod
+    def compute_gradient(self) -> tuple[Tensor, float]:
+        """Gradient of the loss on this node's next training batch at the current parameters,
+        flat, and the batch loss."""
+
+    @abstractmethod
+    def apply_gradient(self, flat: Tensor) -> None:
+        """One step of the user's optimizer with `flat` as the gradient."""
+
+    @abstractmethod
+    def evaluate(self, max_batches: int | None = None) -> dict[str, float]:
+        """{"accuracy": 0..1, "loss": float} on the test data (empty dict when there is none)."""
+
+    # -- tensors ------------------------------------------------------------------------------
+    @abstractmethod
+    def zeros(self) -> Tensor:
+        """A zero vector the size of the model, on the device."""
+
+    @abstractmethod
+    def stack(self, vectors: list[Tensor]) -> Tensor:
+        """(n, d) matrix of n flat vectors, on the device."""
+
+    @abstractmethod
+    def aggregate(self, rule: str, stacked: Tensor, f: int, **params: Any) -> Tensor:
+        """Apply aggregation rule `rule` to the rows of `stacked`, on the device."""
+
+    @abstractmethod
+    def to_numpy(self, flat: Tensor) -> np.ndarray:
+        """Host copy for the wire (the only place a GPU tensor leaves the device)."""
+
+    @abstractmethod
+    def from_numpy(self, array: np.ndarray) -> Tensor:
+        """Device tensor from a received host array."""
