@@ -81,7 +81,15 @@ def check(value: Any, schema: Schema, path: str, errors: list[str]) -> Any:
                 known = ", ".join(sorted(properties)) or "none"
                 errors.append(f"{path}.{key}: unknown field (known fields: {known})")
         for key, sub in properties.items():
-            if key not in out and "default" in sub:
+            if key in out:
+                continue
+            if "default" in sub:
                 out[key] = copy.deepcopy(sub["default"])
+            elif sub.get("type") == "object" and "properties" in sub and not sub.get("required"):
+                # Materialise optional sections (training, timeouts, runPolicy) whose fields have
+                # defaults, so every reader sees them; sections needing user input stay absent.
+                filled = check({}, sub, f"{path}.{key}", errors)
+                if filled:
+                    out[key] = filled
         return out
     return value

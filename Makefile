@@ -1,0 +1,44 @@
+# Two entry points, both safe on a fresh machine:
+#   make demo  - set up .venv and train the main example job locally (garfield run)
+#   make test  - set up .venv, build/fetch the test control plane and tools, run the whole suite
+# torch==2.13.0 is installed first: it is the CPU build on this machine's disk, and it satisfies
+# the project's torch>=2.3 so pip never pulls a multi-GB CUDA build.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.garfield-installed
+
+.PHONY: setup demo test test-fast bench crds clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test,tensorflow]'
+	touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/garfield run examples/mnist-msmw.yaml
+
+test: setup
+	bash scripts/test-setup.sh
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not cluster"
+
+bench: setup
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/gars.py
+	$(BIN)/python bench/throughput.py
+	bash scripts/test-setup.sh
+	$(BIN)/python bench/operator.py
+
+crds: setup
+	$(BIN)/garfield crd > crds/byzantinetrainingjobs.yaml
+
+clean:
+	rm -rf $(VENV) build *.egg-info runs
