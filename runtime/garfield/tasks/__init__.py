@@ -1,0 +1,1 @@
+"""Example tasks: what a user's own entry point looks like (model, loss, optimizer, data)."""
