@@ -1,0 +1,364 @@
+"""`garfield run`: a job's plan as local processes on loopback, supervised until the job ends.
+
+The launcher validates the job (the same `load_job` as every other entry point), picks free ports,
+builds the plan with `make_plan(job, Loopback(...))` and starts one `python -m garfield node` per
+replica with exactly the replica's environment. It then watches three things at once, waking on
+child exits and signals rather than on a timer: process exits (SIGCHLD), Ctrl-C / SIGTERM / SIGHUP,
+and the correct servers' `/status` (a refresh tick for the progress display).
+
+When the job ends:
+* success: every correct server (peer, when decentralized) still alive has finished; whatever else
+  runs (workers, Byzantine replicas) is then stopped;
+* failure: more replicas of one role are faulty (Byzantine by design, or crashed) than the role's
+  declared f, so the protocol can no longer promise progress; the message quotes the crashed node's
+  log. Byzantine replicas exiting or being killed never fail a run, nor do up to f crashes;
+* interruption / timeout: everyone is stopped.
+Stopping is SIGTERM to every process group, a grace period, then SIGKILL; children also die with the
+launcher through PR_SET_PDEATHSIG (`garfield.launcher.children`). summary.json is written in every case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence, TextIO
+
+from garfield.launcher import children as proc
+from garfield.launcher.ports import loopback_table
+from garfield.launcher.status import Progress, fetch_status, format_line, summarize
+from garfield.launcher.summary import FAILED, INTERRUPTED, SUCCEEDED, TIMED_OUT, RunResult
+from garfield.plan import PEER, SERVER, WORKER, Loopback, Plan, Replica, make_plan
+from garfield.spec.validation import InvalidJob, Job, load_job, validate_manifest
+
+STATUS_INTERVAL = 1.0  # seconds between /status reads (the display's refresh, not a synchronisation)
+LINE_INTERVAL = 5.0  # seconds between plain progress lines
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def with_steps(job: Job, steps: int, source: str = "") -> Job:
+    """The same job with `spec.training.steps` replaced, validated again."""
+    manifest = copy.deepcopy(job.manifest)
+    manifest.setdefault("spec", {}).setdefault("training", {})["steps"] = steps
+    return validate_manifest(manifest, source=source)
+
+
+def default_output_dir(job_name: str, root: Path = Path("runs")) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    candidate = root / f"{job_name}-{stamp}"
+    suffix = 1
+    while candidate.exists():
+        suffix += 1
+        candidate = root / f"{job_name}-{stamp}-{suffix}"
+    return candidate
+
+
+def loopback_for(job: Job) -> Loopback:
+    spec = job.spec
+    if spec.topology == "decentralized":
+        roles = {PEER: spec.workers.replicas}
+    else:
+        roles = {SERVER: spec.servers.replicas if spec.servers else 0, WORKER: spec.workers.replicas}
+    return Loopback(loopback_table(roles))
+
+
+def primary_role(plan: Plan) -> str:
+    """The role whose correct replicas hold the model and report progress."""
+    return PEER if plan.topology == "decentralized" else SERVER
+
+
+def child_env(replica: Replica, threads: int) -> dict[str, str]:
+    """The launcher's environment, one math thread per share of the cores, then the replica's own contract."""
+    env = dict(os.environ)
+    for var in THREAD_VARS:
+        env.setdefault(var, str(threads))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(replica.env)
+    return env
+
+
+def node_command(replica: Replica) -> list[str]:
+    """The plan's command with "python" replaced by this interpreter (the one garfield is installed in)."""
+    command = list(replica.command)
+    if command and command[0] == "python":
+        command[0] = sys.executable
+    return command
+
+
+@dataclass
+class _Watch:
+    """Wakes the supervisor on child exits and stop signals; restores the old handlers afterwards."""
+
+    stop_reason: str | None = None
+    _read: socket.socket | None = None
+    _write: socket.socket | None = None
+    _saved: dict[int, Any] = field(default_factory=dict)
+    _saved_fd: int = -1
+
+    def __enter__(self) -> "_Watch":
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals cannot be handled off the main thread: fall back to the refresh tick
+        self._read, self._write = socket.socketpair()
+        self._read.setblocking(False)
+        self._write.setblocking(False)
+        self._saved_fd = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
+
+        def on_stop(signum: int, _frame: Any) -> None:
+            self.stop_reason = self.stop_reason or signal.Signals(signum).name
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self._saved[sig] = signal.signal(sig, on_stop)
+        self._saved[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda *_: None)
+        return self
+
+    def wait(self, seconds: float) -> None:
+        """Sleep up to `seconds`, returning early when a child exits or a stop signal arrives."""
+        if self._read is None:
+            time.sleep(seconds)
+            return
+        ready, _, _ = select.select([self._read], [], [], max(0.0, seconds))
+        if ready:
+            try:
+                while self._read.recv(4096):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._read is None:
+            return
+        signal.set_wakeup_fd(self._saved_fd)
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._read.close()
+        assert self._write is not None
+        self._write.close()
+
+
+class _Display:
+    """A live bar on a terminal, plain lines otherwise (logs, CI, --no-progress), nothing when quiet."""
+
+    def __init__(self, stream: TextIO | None, live: bool) -> None:
+        self.stream = stream
+        self.live = live
+        self._last_line = 0.0
+        self._last_step = -1
+        self._shown = False
+
+    def update(self, progress: Progress, elapsed: float, force: bool = False) -> None:
+        if self.stream is None:
+            return
+        line = format_line(progress, elapsed)
+        if self.live:
+            self.stream.write("\r\x1b[2K" + line)
+            self.stream.flush()
+            self._shown = True
+        elif force or (progress.step != self._last_step and time.monotonic() - self._last_line >= LINE_INTERVAL):
+            self.stream.write(line + "\n")
+            self.stream.flush()
+            self._last_line = time.monotonic()
+            self._last_step = progress.step
+
+    def message(self, text: str) -> None:
+        if self.stream is None:
+            return
+        if self.live and self._shown:
+            self.stream.write("\n")
+            self._shown = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+class _Supervisor:
+    """One run: starts the children, watches them, decides the outcome, stops them."""
+
+    def __init__(self, job: Job, plan: Plan, output_dir: Path, timeout: float | None, grace: float,
+                 display: _Display, command: Callable[[Replica], Sequence[str]]) -> None:
+        self.job, self.plan, self.output_dir = job, plan, output_dir
+        self.timeout, self.grace, self.display, self.command = timeout, grace, display, command
+        self.primary = primary_role(plan)
+        self.children: list[proc.Child] = []
+        self.replicas = {r.name: r for r in plan.replicas}
+        self.last_status: dict[str, dict[str, Any]] = {}
+        self.finished: set[str] = set()
+        self.f = {role: self._role_f(role) for role in {r.role for r in plan.replicas}}
+
+    def _role_f(self, role: str) -> int:
+        spec = self.job.spec
+        return spec.servers.byzantine if role == SERVER and spec.servers else spec.workers.byzantine
+
+    # -- start -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        threads = max(1, (os.cpu_count() or 1) // max(1, len(self.plan.replicas)))
+        logs = self.output_dir / "logs"
+        for replica in self.plan.replicas:
+            self.children.append(proc.spawn(
+                name=replica.name, role=replica.role, index=replica.index, byzantine=replica.byzantine,
+                command=self.command(replica), env=child_env(replica, threads), log_path=logs / f"{replica.name}.log"))
+        self._write_replicas()
+
+    def _write_replicas(self) -> None:
+        import json
+
+        table = {c.name: {"pid": c.pid, "role": c.role, "index": c.index, "byzantine": c.byzantine,
+                          "address": self.replicas[c.name].address, "ports": self.replicas[c.name].ports,
+                          "log": str(c.log_path)} for c in self.children}
+        (self.output_dir / "replicas.json").write_text(json.dumps(table, indent=2) + "\n")
+
+    # -- watch -------------------------------------------------------------------------------------
+    def correct_primaries(self) -> list[proc.Child]:
+        return [c for c in self.children if c.role == self.primary and not c.byzantine]
+
+    def poll_statuses(self) -> list[dict[str, Any]]:
+        fresh = []
+        for child in self.correct_primaries():
+            if child.reap() is not None:
+                continue
+            status = fetch_status(self.replicas[child.name].ports["metrics"])
+            if status is None:
+                continue
+            self.last_status[child.name] = status
+            fresh.append(status)
+            if status.get("phase") == "done":
+                self.finished.add(child.name)
+        return fresh
+
+    def crashed(self, child: proc.Child) -> bool:
+        code = child.reap()
+        return code is not None and code != 0 and not child.stopped_by_launcher
+
+    def verdict(self) -> tuple[str, str] | None:
+        """(outcome, message) once the job's fate is known, else None."""
+        for role, f in self.f.items():
+            members = [c for c in self.children if c.role == role]
+            crashed = [c for c in members if not c.byzantine and self.crashed(c)]
+            faulty = sum(c.byzantine for c in members) + len(crashed)
+            if crashed and faulty > f:
+                worst = crashed[0]
+                tail = worst.log_tail()
+                return FAILED, (f"{faulty} of {len(members)} {role}s are faulty ({len(crashed)} crashed), more than "
+                                f"f={f}: {worst.name} {worst.describe_exit()}; last lines of {worst.log_path}:\n{tail}")
+        for child in self.correct_primaries():
+            if child.reap() == 0:
+                self.finished.add(child.name)
+        alive_or_done = [c for c in self.correct_primaries() if not self.crashed(c)]
+        if alive_or_done and all(c.name in self.finished for c in alive_or_done):
+            return SUCCEEDED, f"{len(alive_or_done)} correct {self.primary}s finished"
+        return None
+
+    def run(self, watch: _Watch) -> tuple[str, str]:
+        started = time.monotonic()
+        next_status = 0.0
+        while True:
+            if watch.stop_reason:
+                return INTERRUPTED, f"interrupted by {watch.stop_reason}; stopped every replica"
+            decided = self.verdict()
+            if decided:
+                return decided
+            now = time.monotonic()
+            if self.timeout is not None and now - started >= self.timeout:
+                return TIMED_OUT, f"timed out after {self.timeout:g}s; stopped every replica"
+            if now >= next_status:
+                fresh = self.poll_statuses()
+                self.display.update(summarize(fresh or list(self.last_status.values()), self.total_steps), now - started)
+                next_status = now + STATUS_INTERVAL
+                continue  # a status may have said "done": decide before sleeping
+            deadline = next_status if self.timeout is None else min(next_status, started + self.timeout)
+            watch.wait(deadline - now)
+
+    @property
+    def total_steps(self) -> int:
+        return self.job.spec.training.steps
+
+    # -- stop --------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        proc.stop(self.children, grace=self.grace)
+
+    def replica_table(self) -> dict[str, dict[str, Any]]:
+        table = {}
+        for child in self.children:
+            replica = self.replicas[child.name]
+            table[child.name] = {
+                "role": child.role, "index": child.index, "byzantine": child.byzantine,
+                "attack": replica.attack, "pid": child.pid, "returncode": child.popen.returncode,
+                "exit": child.describe_exit(), "stopped_by_launcher": child.stopped_by_launcher,
+                "crashed": self.crashed(child), "log": str(child.log_path),
+            }
+        return table
+
+
+def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None, timeout: float | None = None,
+           progress: str = "auto", stream: TextIO | None = None, grace: float = 5.0,
+           command: Callable[[Replica], Sequence[str]] = node_command) -> RunResult:
+    """Run `job` locally to its end and return the outcome (also written to `<output_dir>/summary.json`).
+
+    progress: "bar" (live line), "lines" (a line every few seconds), "none", or "auto" (bar when
+    `stream` is a terminal). `command` maps a replica to its argv; tests substitute stand-in nodes.
+    """
+    if steps is not None:
+        job = with_steps(job, steps)
+    output_dir = Path(output_dir) if output_dir is not None else default_output_dir(job.name)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stream = stream if stream is not None else sys.stdout
+    live = progress == "bar" or (progress == "auto" and stream.isatty())
+    display = _Display(None if progress == "none" else stream, live)
+    plan = make_plan(job, loopback_for(job))
+    supervisor = _Supervisor(job, plan, output_dir, timeout, grace, display, command)
+    started = time.monotonic()
+    outcome, message = FAILED, "the launcher failed before the job ended"
+    with _Watch() as watch:
+        try:
+            supervisor.start()
+            display.message(f"{job.name}: {len(plan.replicas)} replicas ({plan.topology}), logs in {output_dir}/logs")
+            outcome, message = supervisor.run(watch)
+        except BaseException as exc:  # stop everyone on any launcher error, then let it propagate
+            message = f"launcher error: {exc!r}"
+            raise
+        finally:
+            supervisor.poll_statuses()
+            supervisor.stop()
+            wall = time.monotonic() - started
+            result = RunResult(
+                job=job.name, topology=plan.topology, outcome=outcome, message=message,
+                total_steps=job.spec.training.steps, wall_time=wall, output_dir=output_dir,
+                servers={name: supervisor.last_status.get(name, {}) for name in
+                         (c.name for c in supervisor.correct_primaries())},
+                replicas=supervisor.replica_table(),
+            )
+            result.write()
+    if supervisor.last_status:
+        display.update(summarize(list(supervisor.last_status.values()), result.total_steps), wall, force=True)
+    if outcome == SUCCEEDED:
+        display.message(result.headline())
+    return result
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Entry point of `garfield run FILE [--output-dir D] [--steps N] [--no-progress] [--timeout S]`."""
+    try:
+        job = load_job(args.file)
+        if args.steps is not None:
+            job = with_steps(job, args.steps, source=args.file)
+    except InvalidJob as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"garfield run: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    for warning in job.warnings:
+        print(f"{args.file}: warning: {warning}", file=sys.stderr)
+    output_dir = Path(args.output_dir) if args.output_dir else None
+    result = launch(job, output_dir, timeout=args.timeout, progress="lines" if args.no_progress else "auto")
+    if result.outcome != SUCCEEDED:
+        print(f"garfield run: {job.name} {result.outcome}: {result.message}", file=sys.stderr)
+    print(f"summary: {result.output_dir / 'summary.json'}")
+    return result.exit_code

@@ -1,0 +1,69 @@
+"""A stand-in for `garfield node` that speaks the launcher's side of the contract and nothing else.
+
+It reads the GARFIELD_* environment, serves `/status` on GARFIELD_METRICS_PORT and advances a step
+counter; correct servers (peers) report phase "done" at the last step and exit 0, workers run until
+stopped. FAKE_NODE (JSON {replica name: behaviour}) makes chosen replicas misbehave:
+"crash" exits 3 at once, "ignore-term" ignores SIGTERM, "grandchild" starts a sleeping child of its
+own, "hang" never finishes, "linger" stays up after "done".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+role = os.environ["GARFIELD_ROLE"]
+index = int(os.environ["GARFIELD_INDEX"])
+name = f"{os.environ['GARFIELD_JOB_NAME']}-{role}-{index}"
+spec = json.loads(os.environ["GARFIELD_SPEC"])
+total = int(spec["training"]["steps"])
+byzantine = "GARFIELD_ATTACK" in os.environ
+behaviour = json.loads(os.environ.get("FAKE_NODE", "{}")).get(name, "")
+state = {"step": 0, "phase": "running"}
+
+if behaviour == "crash":
+    print(f"{name}: simulated crash", flush=True)
+    sys.exit(3)
+if behaviour == "ignore-term":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if behaviour == "grandchild":
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    print(f"grandchild {child.pid}", flush=True)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        body = json.dumps({
+            "job": spec.get("job", ""), "role": role, "index": index, "byzantine": byzantine,
+            "step": state["step"], "total_steps": total, "loss": 1.0 / (1 + state["step"]),
+            "accuracy": 0.9 + index / 1000, "steps_per_second": 50.0,
+            "rejected": {"stale": index}, "phase": state["phase"],
+        }).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+httpd = ThreadingHTTPServer(("127.0.0.1", int(os.environ["GARFIELD_METRICS_PORT"])), Handler)
+threading.Thread(target=httpd.serve_forever, daemon=True).start()
+print(f"{name} listening", flush=True)
+holds_model = role in ("server", "peer") and not byzantine
+while True:
+    time.sleep(0.02)
+    if state["step"] < total and behaviour != "hang":
+        state["step"] += 1
+    elif holds_model and behaviour != "hang":
+        state["phase"] = "done"
+        if behaviour != "linger":
+            time.sleep(0.05)
+            sys.exit(0)
