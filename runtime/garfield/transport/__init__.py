@@ -1,0 +1,14 @@
+"""gRPC transport: peers (client side), the node service (server side), and a transfer-speed probe."""
+
+from garfield.transport.client import Peer, Unreachable, tensor_request
+from garfield.transport.server import RequestRejected, TensorSource, start_server
+
+__all__ = ["Peer", "Unreachable", "tensor_request", "RequestRejected", "TensorSource", "start_server",
+           "measure_transfer"]
+
+
+def measure_transfer(*args, **kwargs):  # noqa: ANN002, ANN003 - thin lazy re-export
+    """See :func:`garfield.transport.throughput.measure_transfer`."""
+    from garfield.transport.throughput import measure_transfer as _measure
+
+    return _measure(*args, **kwargs)
