@@ -1,0 +1,130 @@
+# syntax=docker/dockerfile:1.7
+#
+# One image for the Garfield operator (garfield-operator) and the training runtime
+# (python -m garfield node). The operator's job pods default to it; a job may name an image built
+# FROM it that adds the user's task code (docs/user-guide.md).
+#
+#   docker build -t garfield:0.1.0 .                                   # CPU: torch CPU, tensorflow-cpu
+#   docker build -t garfield:0.1.0-cuda --build-arg VARIANT=cuda .      # NVIDIA GPUs: torch CUDA, tensorflow[and-cuda]
+#
+# Why this shape:
+# - Python comes from uv's relocatable CPython builds, so the CPU (Debian) and CUDA (Ubuntu) images run
+#   the very same interpreter; the dependency pins below equal pyproject.toml's (tests/docker checks).
+# - The CUDA variant starts from NVIDIA's small `base` image (driver hooks, NVIDIA_* variables): the
+#   CUDA, cuDNN and NCCL libraries come with the torch and tensorflow[and-cuda] wheels, not twice.
+# - Multi-stage: compilers, uv and pip caches stay in the builder; the final stage holds the
+#   interpreter, one virtualenv and a non-root user (UID 10001, as the Helm chart expects).
+# - No ENTRYPOINT: Kubernetes `command` replaces it anyway, and the same image runs as the operator
+#   (`garfield-operator`) and as a replica (`python -m garfield node`).
+
+ARG VARIANT=cpu
+ARG CPU_BASE=debian:bookworm-slim
+ARG CUDA_BASE=nvidia/cuda:12.8.1-base-ubuntu24.04
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
+
+# ---------------------------------------------------------------- bases, one per variant
+FROM ${CPU_BASE} AS base-cpu
+
+FROM ${CUDA_BASE} AS base-cuda
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+
+# hadolint ignore=DL3006
+FROM base-${VARIANT} AS base
+# ca-certificates: TLS to the API server and object stores. Nothing else: no shell tools needed.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+FROM ${UV_IMAGE} AS uv
+
+# ---------------------------------------------------------------- builder
+FROM base AS builder
+ARG VARIANT
+# The uv release pinned above fixes which 3.11 patch release this resolves to.
+ARG PYTHON_VERSION=3.11
+ARG TORCH_VERSION=2.13.0
+# PyTorch wheel index of the CUDA variant (download.pytorch.org/whl/<TORCH_CUDA>); match CUDA_BASE.
+ARG TORCH_CUDA=cu128
+ARG TENSORFLOW_VERSION=2.21.0
+ARG GRPCIO_VERSION=1.85.1
+ARG KOPF_VERSION=1.45.2
+ARG KUBERNETES_VERSION=37.0.2
+
+COPY --from=uv /uv /usr/local/bin/uv
+ENV UV_PYTHON_INSTALL_DIR=/opt/python \
+    UV_PYTHON_PREFERENCE=only-managed \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_NO_CACHE=1
+
+RUN uv python install "${PYTHON_VERSION}" \
+ && uv venv --python "${PYTHON_VERSION}" /opt/venv
+
+ENV VIRTUAL_ENV=/opt/venv
+# torch first, from the index of the variant: the CPU wheels (no CUDA) or the CUDA ones.
+RUN if [ "${VARIANT}" = "cuda" ]; then index="https://download.pytorch.org/whl/${TORCH_CUDA}"; \
+    else index="https://download.pytorch.org/whl/cpu"; fi \
+ && uv pip install --index-url "${index}" "torch==${TORCH_VERSION}"
+
+# Then every other direct dependency at the version pyproject.toml names (== pins) or the version
+# tested with (ranges), TensorFlow as the variant needs it, and the operator's libraries.
+RUN if [ "${VARIANT}" = "cuda" ]; then tf="tensorflow[and-cuda]==${TENSORFLOW_VERSION}"; \
+    else tf="tensorflow-cpu==${TENSORFLOW_VERSION}"; fi \
+ && uv pip install \
+      "${tf}" \
+      "grpcio==${GRPCIO_VERSION}" \
+      "kopf==${KOPF_VERSION}" \
+      "kubernetes==${KUBERNETES_VERSION}" \
+      "numpy==2.4.6" \
+      "protobuf==7.36.2" \
+      "pyyaml==6.0.4" \
+      "jsonschema==4.26.0" \
+      "prometheus-client==0.26.0" \
+      "mlxtend==0.25.0" \
+      "psutil==7.2.2"
+
+# The project itself (its build hook generates the gRPC modules from garfield.proto). Only the
+# files the wheel needs are copied (see .dockerignore), so editing tests or docs reuses the layers above.
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY runtime/ runtime/
+COPY operator/ operator/
+RUN uv pip install --no-deps . \
+ && find /opt/venv -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + \
+ && /opt/venv/bin/garfield crd >/dev/null \
+ && /opt/venv/bin/garfield-operator --help >/dev/null
+
+# ---------------------------------------------------------------- final image
+FROM base AS final
+ARG VARIANT
+LABEL org.opencontainers.image.title="garfield" \
+      org.opencontainers.image.description="Byzantine-resilient distributed training: Kubernetes operator and runtime (${VARIANT})" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="0.1.0"
+
+RUN groupadd --system --gid 10001 garfield \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /workspace --create-home --shell /usr/sbin/nologin garfield
+
+COPY --from=builder /opt/python /opt/python
+COPY --from=builder /opt/venv /opt/venv
+
+# /workspace is the user's code folder in images built FROM this one (on PYTHONPATH).
+ENV PATH=/opt/venv/bin:${PATH} \
+    VIRTUAL_ENV=/opt/venv \
+    PYTHONPATH=/workspace \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    GARFIELD_IMAGE_VARIANT=${VARIANT}
+
+WORKDIR /workspace
+USER 10001:10001
+
+# gRPC (replicas), metrics/status (replicas), health and metrics (operator).
+EXPOSE 50051 9090 8080 9100
+
+# Kubernetes probes check health (the operator's /healthz, the replicas' /status); an image-level
+# check would be wrong for one of the two roles this image plays.
+HEALTHCHECK NONE
+
+CMD ["garfield", "--help"]
