@@ -1,0 +1,452 @@
+"""TensorFlow / Keras adapter: the user's own Keras model (or ``tf.Module``) behind flat vectors.
+
+The protocol nodes see one flat parameter vector and one flat gradient vector per step, exactly as
+with PyTorch; this module turns a Keras user's unchanged objects into that:
+
+* model: a Keras model (functional, ``Sequential`` or subclassed; built or not) or a ``tf.Module``
+  whose ``trainable_variables`` are its parameters, called as ``model(x)``;
+* loss: what the user passes to ``model.compile``: a ``keras.losses.Loss``, a loss function or
+  its name, called the Keras way, ``loss(y_true, y_pred)``;
+* optimizer: a ``keras.optimizers.Optimizer`` instance, its name, or a no-argument factory;
+* data: a ``tf.data.Dataset`` of ``(x, y)`` (batched or not) or an ``(x, y)`` pair of arrays.
+
+Why it is shaped this way:
+
+* Every per-step computation is one ``tf.function`` traced once with a fixed input signature (no
+  retracing, no per-step Python beyond the call). The gradient function concatenates the
+  per-variable gradients *inside* the graph, so the flat vector is produced by the same kernel
+  that would have copied them anyway; setting parameters and applying a flat gradient split it
+  back inside the graph as well. The only copies are the unavoidable concat / split: TF variables
+  are separate buffers and cannot alias one flat vector.
+* Array data is moved to the device once; each step gathers its batch on the device from indices
+  of a per-worker permutation (seed + index), so workers draw distinct shuffled streams and no
+  input pipeline runs per step. A ``tf.data.Dataset`` gets the same per-worker shuffle seed.
+* Everything runs under ``tf.device(self.device)``: ``/GPU:0`` when TensorFlow sees a GPU, else
+  ``/CPU:0``. Aggregation is handed the stacked device tensor, so it stays there too.
+* TensorFlow is imported lazily and quietly (``TF_CPP_MIN_LOG_LEVEL``), and its thread pools are
+  sized to the CPUs this process may use, because a local job runs many replicas on few cores.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+from garfield.adapters.base import FrameworkAdapter
+from garfield.task import Task
+
+EVAL_BATCH = 1000  # test batches: large enough to amortise the call, small enough for any device
+SHUFFLE_BUFFER = 10_000  # for tf.data.Dataset training data of unknown or large size
+
+_tf: Any = None  # the tensorflow module, once imported
+
+
+class TensorFlowTaskError(ValueError):
+    """The user's task cannot be run by the TensorFlow adapter (wrong kind of model, loss, data)."""
+
+
+# -- importing and configuring TensorFlow ----------------------------------------------------------
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on: affinity mask, capped by a cgroup v2 CPU quota (pod limits)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as fh:
+            quota, period = fh.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def thread_count() -> int:
+    """Intra-op threads: ``GARFIELD_THREADS`` or ``OMP_NUM_THREADS`` when set (the local launcher
+    sets one thread per replica when many replicas share few cores), else every usable CPU."""
+    for var in ("GARFIELD_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return _usable_cpus()
+
+
+def import_tensorflow() -> Any:
+    """Import TensorFlow once, quietly, with its thread pools sized for this process.
+
+    Raises ImportError with an actionable message when TensorFlow is not installed.
+    """
+    global _tf
+    if _tf is not None:
+        return _tf
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ INFO/WARNING at import and per op
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise ImportError(
+            "this job has framework: tensorflow but TensorFlow is not installed in this environment "
+            f"({exc}); install it with `pip install 'garfield[tensorflow]'` (tensorflow-cpu) or "
+            "`pip install tensorflow` for GPUs, or use an image built with TensorFlow"
+        ) from exc
+    tf.get_logger().setLevel("ERROR")
+    threads = thread_count()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:
+        pass  # the runtime is already initialised (the user's task ran ops first): keep its pools
+    _tf = tf
+    return tf
+
+
+def default_device(tf: Any) -> str:
+    """``/GPU:0`` when TensorFlow sees a GPU, else ``/CPU:0``."""
+    return "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
+
+
+# -- the user's objects ------------------------------------------------------------------------------
+
+def _is_keras_layer(obj: Any) -> bool:
+    import keras
+
+    return isinstance(obj, keras.Layer)
+
+
+def _resolve_loss(loss: Any) -> Callable[[Any, Any], Any]:
+    """The user's loss, called Keras-style: ``loss(y_true, y_pred)``. Names go through Keras."""
+    import keras
+
+    if isinstance(loss, str):
+        try:
+            return keras.losses.get(loss)
+        except ValueError as exc:
+            raise TensorFlowTaskError(f"task.loss {loss!r} is not a Keras loss name: {exc}") from exc
+    if not callable(loss):
+        raise TensorFlowTaskError(f"task.loss must be a Keras loss, a loss function or its name; got {type(loss).__name__}")
+    return loss
+
+
+def _resolve_optimizer(optimizer: Any, learning_rate: float | None) -> Any:
+    """A fresh or given Keras optimizer, with ``spec.training.learningRate`` applied when set."""
+    import keras
+
+    if isinstance(optimizer, str):
+        optimizer = keras.optimizers.get(optimizer)
+    elif not isinstance(optimizer, keras.optimizers.Optimizer):
+        if not callable(optimizer):
+            raise TensorFlowTaskError(
+                f"task.optimizer must be a keras.optimizers.Optimizer, its name or a no-argument factory; "
+                f"got {type(optimizer).__name__}")
+        optimizer = optimizer()
+        if not isinstance(optimizer, keras.optimizers.Optimizer):
+            raise TensorFlowTaskError(f"task.optimizer factory returned {type(optimizer).__name__}, not a Keras optimizer")
+    if learning_rate is not None:
+        if isinstance(optimizer.learning_rate, keras.Variable) and not isinstance(
+                optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+            optimizer.learning_rate.assign(learning_rate)
+        else:  # a schedule cannot be assigned a number: rebuild the same optimizer with a constant rate
+            config = optimizer.get_config()
+            config["learning_rate"] = learning_rate
+            optimizer = type(optimizer).from_config(config)
+    return optimizer
+
+
+def _is_pair(data: Any) -> bool:
+    return isinstance(data, (tuple, list)) and len(data) == 2
+
+
+def _batched(dataset: Any) -> bool:
+    """A dataset whose inputs have an unknown leading dimension was made with ``.batch()``."""
+    tf = _tf
+    spec = dataset.element_spec
+    first = tf.nest.flatten(spec)[0]
+    return first.shape.rank is not None and first.shape.rank >= 1 and first.shape[0] is None
+
+
+def _as_examples(dataset: Any, what: str) -> Any:
+    """The dataset as single ``(x, y)`` examples, so that the spec's batch size governs."""
+    tf = _tf
+    if not isinstance(dataset.element_spec, tuple) or len(dataset.element_spec) != 2:
+        raise TensorFlowTaskError(f"task.{what}: a tf.data.Dataset must yield (inputs, targets) pairs; "
+                                  f"it yields {dataset.element_spec}")
+    del tf
+    return dataset.unbatch() if _batched(dataset) else dataset
+
+
+def _arrays(data: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    x, y = data
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y) or len(x) == 0:
+        raise TensorFlowTaskError(f"task.{what}: inputs and targets must be non-empty and of equal length "
+                                  f"(got {len(x)} and {len(y)})")
+    if x.dtype == np.float64:
+        x = x.astype(np.float32)  # Keras computes in float32; convert once, not every step
+    return x, y
+
+
+# -- the adapter --------------------------------------------------------------------------------------
+
+class TensorFlowAdapter(FrameworkAdapter):
+    """One node's view of a Keras / TensorFlow task: flat vectors on ``self.device``."""
+
+    framework = "tensorflow"
+
+    def __init__(self, task: Task, spec: Any, role: str, index: int, device: str | None = None) -> None:
+        tf = import_tensorflow()
+        self._tf = tf
+        self.role, self.index = role, index
+        training = spec.training
+        self.batch_size: int = int(training.batch_size)
+        self.seed: int = int(training.seed) + int(index)
+        self.device = device or default_device(tf)
+        self.label_transform = None
+
+        self.model = task.model
+        if not hasattr(self.model, "trainable_variables"):
+            raise TensorFlowTaskError(
+                f"task.model must be a Keras model or a tf.Module with trainable variables; got {type(self.model).__name__}"
+                + (" (a PyTorch module? set spec.framework: pytorch)" if hasattr(self.model, "parameters") else ""))
+        self._keras_model = _is_keras_layer(self.model)
+        self.loss_fn = _resolve_loss(task.loss)
+        self._rng = np.random.default_rng(self.seed)
+
+        with tf.device(self.device):
+            self._train = self._prepare_train(task.train)
+            self._test = self._prepare_test(task.test) if task.test is not None else None
+            self._build_model()
+            self._vars = list(self.model.trainable_variables)
+            if not self._vars:
+                raise TensorFlowTaskError("task.model has no trainable variables")
+            self._shapes = [tuple(int(d) for d in v.shape) for v in self._vars]
+            self._sizes = [int(np.prod(s)) for s in self._shapes]
+            self.num_params = int(sum(self._sizes))
+            dtypes = {v.dtype for v in self._vars}
+            self.dtype = tf.as_dtype(next(iter(dtypes))) if len(dtypes) == 1 else tf.float32
+            self.optimizer = _resolve_optimizer(task.optimizer, training.learning_rate)
+            self.optimizer.build(self._vars)  # slot variables now, not inside a traced function
+            self._compile()
+
+    # -- data -------------------------------------------------------------------------------------
+    def _prepare_train(self, data: Any) -> Any:
+        tf = self._tf
+        if isinstance(data, tf.data.Dataset):
+            ds = _as_examples(data, "train")
+            size = int(ds.cardinality())
+            buffer = size if 0 < size <= SHUFFLE_BUFFER * 10 else SHUFFLE_BUFFER
+            ds = (ds.shuffle(buffer, seed=self.seed, reshuffle_each_iteration=True).repeat()
+                  .batch(self.batch_size, drop_remainder=True).prefetch(2))
+            self._train_iter = iter(ds)
+            self._sample_x = ds.element_spec[0]
+            return None
+        if not _is_pair(data):
+            raise TensorFlowTaskError(
+                f"task.train must be a tf.data.Dataset of (inputs, targets) or an (inputs, targets) pair of arrays; "
+                f"got {type(data).__name__}" + (" (a PyTorch dataset? set spec.framework: pytorch)"
+                                                 if hasattr(data, "__getitem__") and hasattr(data, "__len__") else ""))
+        x, y = _arrays(data, "train")
+        if len(x) < self.batch_size:
+            raise TensorFlowTaskError(f"task.train has {len(x)} examples, fewer than spec.training.batchSize={self.batch_size}")
+        self._train_iter = None
+        self._x_train = tf.constant(x)
+        self._y_train = tf.constant(y)
+        self._n_train = len(x)
+        self._perm = self._rng.permutation(self._n_train).astype(np.int32)
+        self._pos = 0
+        return (self._x_train, self._y_train)
+
+    def _prepare_test(self, data: Any) -> Any:
+        tf = self._tf
+        if isinstance(data, tf.data.Dataset):
+            return _as_examples(data, "test").batch(EVAL_BATCH).prefetch(2)
+        if not _is_pair(data):
+            raise TensorFlowTaskError(f"task.test must be a tf.data.Dataset or an (inputs, targets) pair; got {type(data).__name__}")
+        x, y = _arrays(data, "test")
+        return [(tf.constant(x[i:i + EVAL_BATCH]), tf.constant(y[i:i + EVAL_BATCH])) for i in range(0, len(x), EVAL_BATCH)]
+
+    def _next_indices(self) -> Any:
+        """The next batch's indices in this worker's own permutation; reshuffled every epoch."""
+        if self._pos + self.batch_size > self._n_train:
+            self._perm = self._rng.permutation(self._n_train).astype(np.int32)
+            self._pos = 0
+        idx = self._perm[self._pos:self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return self._tf.constant(idx)
+
+    def _build_model(self) -> None:
+        """Create the variables of a model built lazily (e.g. ``Sequential`` without an Input)."""
+        if self._keras_model and self.model.built and self.model.trainable_variables:
+            return
+        if not self._keras_model and self.model.trainable_variables:
+            return
+        tf = self._tf
+        if self._train_iter is None:
+            sample = self._x_train[:1]
+        else:
+            spec = self._sample_x
+            sample = tf.zeros([1, *spec.shape[1:]], spec.dtype)
+        self._call(sample, training=False)
+
+    def _call(self, x: Any, training: bool) -> Any:
+        return self.model(x, training=training) if self._keras_model else self.model(x)
+
+    # -- compiled step functions ------------------------------------------------------------------
+    def _compile(self) -> None:
+        tf = self._tf
+        vars_, shapes, sizes, dtype = self._vars, self._shapes, self._sizes, self.dtype
+        flat_spec = tf.TensorSpec([self.num_params], dtype)
+
+        def flatten(tensors: list[Any]) -> Any:
+            return tf.concat([tf.reshape(tf.cast(t, dtype), [-1]) for t in tensors], axis=0)
+
+        def split(flat: Any) -> list[Any]:
+            parts = tf.split(flat, sizes)
+            return [tf.cast(tf.reshape(p, s), v.dtype) for p, s, v in zip(parts, shapes, vars_)]
+
+        def loss_and_grad(x: Any, y: Any) -> tuple[Any, Any]:
+            with tf.GradientTape() as tape:
+                out = self._call(x, training=True)
+                loss = tf.reduce_mean(self.loss_fn(y, out))  # loss functions return per-example values
+                if self._keras_model and self.model.losses:  # regularisation terms
+                    loss = loss + tf.add_n(self.model.losses)
+            grads = tape.gradient(loss, vars_)
+            grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, vars_)]
+            return flatten(grads), loss
+
+        self._get = tf.function(lambda: flatten(vars_), input_signature=[])
+
+        @tf.function(input_signature=[flat_spec])
+        def set_params(flat: Any) -> None:
+            for v, p in zip(vars_, split(flat)):
+                v.assign(p)
+
+        @tf.function(input_signature=[flat_spec])
+        def apply(flat: Any) -> None:
+            self.optimizer.apply_gradients(zip(split(flat), vars_))
+
+        self._set, self._apply = set_params, apply
+
+        if self._train_iter is None:
+            x_all, y_all = self._train
+            x_spec = tf.TensorSpec([self.batch_size, *x_all.shape[1:]], x_all.dtype)
+            y_spec = tf.TensorSpec([self.batch_size, *y_all.shape[1:]], y_all.dtype)
+
+            @tf.function(input_signature=[tf.TensorSpec([self.batch_size], tf.int32)])
+            def batch_at(idx: Any) -> tuple[Any, Any]:
+                return tf.gather(x_all, idx), tf.gather(y_all, idx)
+
+            @tf.function(input_signature=[tf.TensorSpec([self.batch_size], tf.int32)])
+            def grad_at(idx: Any) -> tuple[Any, Any]:
+                return loss_and_grad(tf.gather(x_all, idx), tf.gather(y_all, idx))
+
+            self._batch_at, self._grad_at = batch_at, grad_at
+        else:
+            x_spec, y_spec = (tf.TensorSpec([self.batch_size, *s.shape[1:]], s.dtype)
+                              for s in self._train_iter.element_spec)
+        self._grad_xy = tf.function(loss_and_grad, input_signature=[x_spec, y_spec])
+
+        @tf.function(reduce_retracing=True)
+        def eval_batch(x: Any, y: Any) -> tuple[Any, Any]:
+            out = self._call(x, training=False)
+            loss = tf.reduce_mean(self.loss_fn(y, out))
+            return tf.cast(loss, tf.float64) * tf.cast(tf.shape(out)[0], tf.float64), _correct(tf, out, y)
+
+        self._eval_batch = eval_batch
+
+    # -- FrameworkAdapter ---------------------------------------------------------------------------
+    def get_params(self) -> Any:
+        with self._tf.device(self.device):
+            return self._get()
+
+    def set_params(self, flat: Any) -> None:
+        with self._tf.device(self.device):
+            self._set(self._vector(flat))
+
+    def compute_gradient(self) -> tuple[Any, float]:
+        tf = self._tf
+        with tf.device(self.device):
+            transform = self.label_transform
+            if self._train_iter is not None:
+                x, y = next(self._train_iter)
+                if transform is not None:
+                    y = tf.convert_to_tensor(transform(y), dtype=y.dtype)
+                grad, loss = self._grad_xy(x, y)
+            elif transform is None:
+                grad, loss = self._grad_at(self._next_indices())
+            else:
+                x, y = self._batch_at(self._next_indices())
+                grad, loss = self._grad_xy(x, tf.convert_to_tensor(transform(y), dtype=y.dtype))
+        return grad, float(loss)
+
+    def apply_gradient(self, flat: Any) -> None:
+        with self._tf.device(self.device):
+            self._apply(self._vector(flat))
+
+    def evaluate(self, max_batches: int | None = None) -> dict[str, float]:
+        if self._test is None:
+            return {}
+        total_loss, correct, count = 0.0, 0, 0
+        with self._tf.device(self.device):
+            for i, (x, y) in enumerate(self._test):
+                if max_batches is not None and i >= max_batches:
+                    break
+                loss_sum, hits = self._eval_batch(x, y)
+                total_loss += float(loss_sum)
+                correct += int(hits)
+                count += int(x.shape[0])
+        if count == 0:
+            return {}
+        return {"accuracy": correct / count, "loss": total_loss / count}
+
+    def zeros(self) -> Any:
+        with self._tf.device(self.device):
+            return self._tf.zeros([self.num_params], self.dtype)
+
+    def stack(self, vectors: list[Any]) -> Any:
+        with self._tf.device(self.device):
+            return self._tf.stack([self._vector(v) for v in vectors])
+
+    def aggregate(self, rule: str, stacked: Any, f: int, **params: Any) -> Any:
+        from garfield.aggregators import aggregate
+
+        with self._tf.device(self.device):
+            return aggregate(rule, stacked, f, **params)
+
+    def to_numpy(self, flat: Any) -> np.ndarray:
+        return flat.numpy() if hasattr(flat, "numpy") else np.asarray(flat)
+
+    def from_numpy(self, array: np.ndarray) -> Any:
+        tf = self._tf
+        with tf.device(self.device):
+            tensor = tf.convert_to_tensor(array)
+            # eager constants are created in host memory; identity places the value on the device
+            return tf.identity(tensor) if self.device.upper().find("GPU") >= 0 else tensor
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _vector(self, flat: Any) -> Any:
+        """`flat` as a tensor of the model's dtype and size (clear error on a wrong-sized vector)."""
+        tf = self._tf
+        if isinstance(flat, np.ndarray):
+            flat = self.from_numpy(flat)
+        flat = tf.convert_to_tensor(flat)
+        if flat.shape.rank != 1 or int(flat.shape[0]) != self.num_params:
+            raise ValueError(f"expected a flat vector of {self.num_params} parameters, got shape {tuple(flat.shape)}")
+        return flat if flat.dtype == self.dtype else tf.cast(flat, self.dtype)
+
+
+def _correct(tf: Any, out: Any, y: Any) -> Any:
+    """Number of correct predictions: argmax for class scores (sparse or one-hot targets), a 0.5
+    threshold for a single probability output (0 for a single logit)."""
+    if out.shape.rank == 2 and out.shape[-1] == 1:
+        threshold = tf.where(tf.reduce_min(out) >= 0.0, 0.5, 0.0)
+        threshold = tf.where(tf.reduce_max(out) <= 1.0, threshold, 0.0)
+        pred = tf.cast(tf.reshape(out, [-1]) >= tf.cast(threshold, out.dtype), tf.int64)
+        truth = tf.cast(tf.reshape(y, [-1]), tf.int64)
+    else:
+        pred = tf.argmax(out, axis=-1, output_type=tf.int64)
+        truth = tf.argmax(y, axis=-1, output_type=tf.int64) if y.shape.rank == out.shape.rank else tf.cast(y, tf.int64)
+    return tf.reduce_sum(tf.cast(tf.equal(pred, tf.reshape(truth, tf.shape(pred))), tf.int64))
