@@ -69,8 +69,8 @@ PARAMS: dict[str, dict[str, object]] = {
     "multi-krum": {"m": None},
     "bulyan": {},
     "mda": {},
-    "geometric-median": {"tolerance": 1e-6, "max_iterations": 200},
+    "geometric-median": {"tolerance": 1e-6, "max_iterations": 1000},
     "centered-clipping": {"tau": 10.0, "iterations": 1},
-    "aksel": {},
-    "condense": {},
+    "aksel": {"mode": "mid"},
+    "condense": {"p": 0.9, "seed": None},
 }

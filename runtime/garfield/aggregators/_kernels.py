@@ -1,0 +1,381 @@
+"""Compiled CPU kernels (numba) behind the rules; torch paths in `_torch_ops` do the same on CUDA.
+
+Every kernel works on a range [lo, hi) of coordinates of the (n, d) input and on a subset `rows`
+of its rows (the rows the non-finite policy kept), so that no rule ever copies the input: the CPU
+runner (`_cpu.run`) splits the coordinates among threads (the kernels release the GIL) and each
+thread streams its range block by block through an L1-sized buffer. Reading the 100 MB of a
+25 x 1e6 float32 input once is about 4 ms on this machine; the kernels are built to stay close to
+that: one pass, branch-free inner loops over contiguous memory that LLVM vectorises.
+
+Conventions match the docstrings in `rules.py`; accumulations are in float64.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+# No "nnan"/"ninf": the Gram kernel must let NaN and inf through so the policy can see them.
+_JIT = dict(nogil=True, fastmath={"nsz", "arcp", "contract", "reassoc"}, cache=True, error_model="numpy")
+
+MEDIAN, TRIMMED, WINDOW_MEDIAN, WINDOW_TRIMMED = 0, 1, 2, 3
+
+
+@numba.njit(**_JIT)
+def coordinate_kernel(X, rows, net, mode, f, w, lo, hi, out, B):  # pragma: no cover - compiled
+    """Per coordinate of [lo, hi): sort the kept rows' values with the network `net`, then
+    MEDIAN: mean of the two middle values; TRIMMED: mean of positions f..m-f-1;
+    WINDOW_MEDIAN / WINDOW_TRIMMED: mean of the w values closest to the median / to the f-trimmed
+    mean (the w closest values form a contiguous window of the sorted values: the window with the
+    smallest max distance to the centre, the lowest such window on ties)."""
+    m = rows.shape[0]
+    buf = np.empty((m, B), X.dtype)
+    acc = np.empty(B, np.float64)
+    cen = np.empty(B, np.float64)
+    best = np.empty(B, np.float64)
+    pre = np.empty((m + 1, B), np.float64)
+    i0 = (m - 1) // 2
+    i1 = m // 2
+    ncomp = net.shape[0]
+    for b0 in range(lo, hi, B):
+        bw = min(B, hi - b0)
+        for r in range(m):
+            src = rows[r]
+            for k in range(bw):
+                buf[r, k] = X[src, b0 + k]
+        for c in range(ncomp):
+            a = net[c, 0]
+            b = net[c, 1]
+            for k in range(bw):
+                x = buf[a, k]
+                y = buf[b, k]
+                buf[a, k] = x if x < y else y
+                buf[b, k] = y if x < y else x
+        if mode == MEDIAN:
+            for k in range(bw):
+                out[b0 + k] = 0.5 * buf[i0, k] + 0.5 * buf[i1, k]
+        elif mode == TRIMMED:
+            for k in range(bw):
+                acc[k] = 0.0
+            for r in range(f, m - f):
+                for k in range(bw):
+                    acc[k] += buf[r, k]
+            inv = 1.0 / (m - 2 * f)
+            for k in range(bw):
+                out[b0 + k] = acc[k] * inv
+        else:
+            for k in range(bw):
+                pre[0, k] = 0.0
+            for r in range(m):
+                for k in range(bw):
+                    pre[r + 1, k] = pre[r, k] + buf[r, k]
+            if mode == WINDOW_MEDIAN:
+                for k in range(bw):
+                    cen[k] = 0.5 * buf[i0, k] + 0.5 * buf[i1, k]
+            else:
+                inv = 1.0 / (m - 2 * f)
+                for k in range(bw):
+                    cen[k] = (pre[m - f, k] - pre[f, k]) * inv
+            for k in range(bw):
+                best[k] = np.inf
+                acc[k] = 0.0
+            for s in range(m - w + 1):
+                for k in range(bw):
+                    c0 = cen[k]
+                    left = c0 - buf[s, k]
+                    right = buf[s + w - 1, k] - c0
+                    cost = left if left > right else right
+                    take = cost < best[k]
+                    best[k] = cost if take else best[k]
+                    acc[k] = (pre[s + w, k] - pre[s, k]) if take else acc[k]
+            inv = 1.0 / w
+            for k in range(bw):
+                out[b0 + k] = acc[k] * inv
+
+
+@numba.njit(**_JIT)
+def gram_kernel(X, rows, lo, hi, G, B):  # pragma: no cover - compiled
+    """G[i, j] += sum over [lo, hi) of X[rows[i]] * X[rows[j]], upper triangle (j >= i), in
+    float64 (exact products of float32 inputs: distances between nearly equal models keep their
+    digits, which a float32 GEMM would lose to cancellation). 2x2 register blocking halves the
+    loads per multiply-add."""
+    m = rows.shape[0]
+    buf = np.empty((m + 1, B), np.float64)
+    for b0 in range(lo, hi, B):
+        bw = min(B, hi - b0)
+        for r in range(m):
+            src = rows[r]
+            for k in range(bw):
+                buf[r, k] = X[src, b0 + k]
+        for k in range(bw):
+            buf[m, k] = 0.0
+        for i in range(0, m, 2):
+            i1 = i + 1 if i + 1 < m else m
+            for j in range(i, m, 2):
+                j1 = j + 1 if j + 1 < m else m
+                s00 = 0.0
+                s01 = 0.0
+                s10 = 0.0
+                s11 = 0.0
+                for k in range(bw):
+                    a0 = buf[i, k]
+                    a1 = buf[i1, k]
+                    c0 = buf[j, k]
+                    c1 = buf[j1, k]
+                    s00 += a0 * c0
+                    s01 += a0 * c1
+                    s10 += a1 * c0
+                    s11 += a1 * c1
+                G[i, j] += s00
+                if j1 < m:
+                    G[i, j1] += s01
+                if i1 < m:
+                    G[i1, j] += s10
+                    if j1 < m:
+                        G[i1, j1] += s11
+
+
+@numba.njit(**_JIT)
+def weighted_sum_kernel(X, rows, weights, lo, hi, out, B):  # pragma: no cover - compiled
+    """out[lo:hi] = sum_j weights[j] * X[rows[j], lo:hi], accumulated in float64."""
+    m = rows.shape[0]
+    acc = np.empty(B, np.float64)
+    for b0 in range(lo, hi, B):
+        bw = min(B, hi - b0)
+        for k in range(bw):
+            acc[k] = 0.0
+        for j in range(m):
+            src = rows[j]
+            wj = weights[j]
+            if wj == 0.0:
+                continue
+            for k in range(bw):
+                acc[k] += wj * X[src, b0 + k]
+        for k in range(bw):
+            out[b0 + k] = acc[k]
+
+
+@numba.njit(**_JIT)
+def sqdist_kernel(X, rows, center, lo, hi, acc, B):  # pragma: no cover - compiled
+    """acc[j] += squared distance between X[rows[j], lo:hi] and center[lo:hi], in float64."""
+    m = rows.shape[0]
+    for b0 in range(lo, hi, B):
+        bw = min(B, hi - b0)
+        for j in range(m):
+            src = rows[j]
+            s = 0.0
+            for k in range(bw):
+                t = np.float64(X[src, b0 + k]) - np.float64(center[b0 + k])
+                s += t * t
+            acc[j] += s
+
+
+# --- minimum-diameter subset search (MDA) ------------------------------------------------------
+# Bitsets of vertices are int64 words holding 63 vertices each (the sign bit stays clear, so
+# every operation stays in signed 64-bit integers).
+_BITS = 63
+
+
+@numba.njit(cache=True)
+def _popcount(x):  # pragma: no cover - compiled
+    x = x - ((x >> 1) & 0x5555555555555555)
+    x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F
+    return (x * 0x0101010101010101) >> 56
+
+
+@numba.njit(cache=True)
+def _count(s, W):  # pragma: no cover - compiled
+    total = 0
+    for w in range(W):
+        total += _popcount(s[w])
+    return total
+
+
+@numba.njit(cache=True)
+def _color_bound(cand, adj, W, need, U, Q):  # pragma: no cover - compiled
+    """Greedy colouring of the candidates: a clique has at most one vertex per colour class, so
+    the number of classes bounds the clique size. Stops counting at `need` (no pruning then)."""
+    for w in range(W):
+        U[w] = cand[w]
+    colors = 0
+    while _count(U, W) > 0:
+        colors += 1
+        if colors >= need:
+            return colors
+        for w in range(W):
+            Q[w] = U[w]
+        while True:
+            v = -1
+            for w in range(W):
+                if Q[w] != 0:
+                    low = Q[w] & -Q[w]
+                    v = w * _BITS + _popcount(low - 1)
+                    break
+            if v < 0:
+                break
+            vw = v // _BITS
+            bit = np.int64(1) << (v % _BITS)
+            Q[vw] &= ~bit
+            U[vw] &= ~bit
+            for w in range(W):
+                Q[w] &= ~adj[v, w]
+    return colors
+
+
+@numba.njit(cache=True)
+def _find_clique(D, threshold, k, chosen):  # pragma: no cover - compiled
+    """Lexicographically smallest set of k vertices whose pairwise D are all <= threshold
+    (a k-clique of the threshold graph), written to `chosen`; returns False if none exists.
+
+    Depth-first over vertices in increasing index order, each branch keeping only higher-index
+    candidates adjacent to everything chosen, pruned by candidate count and colouring bound."""
+    m = D.shape[0]
+    W = (m + _BITS - 1) // _BITS
+    adj = np.zeros((m, W), np.int64)
+    for i in range(m):
+        for j in range(m):
+            if i != j and D[i, j] <= threshold:
+                adj[i, j // _BITS] |= np.int64(1) << (j % _BITS)
+    cand = np.zeros((k + 1, W), np.int64)
+    for v in range(m):
+        cand[0, v // _BITS] |= np.int64(1) << (v % _BITS)
+    U = np.empty(W, np.int64)
+    Q = np.empty(W, np.int64)
+    fresh = True
+    depth = 0
+    while True:
+        if depth == k:
+            return True
+        need = k - depth
+        if _count(cand[depth], W) < need or (fresh and _color_bound(cand[depth], adj, W, need, U, Q) < need):
+            depth -= 1
+            fresh = False
+            if depth < 0:
+                return False
+            continue
+        v = -1
+        for w in range(W):
+            x = cand[depth, w]
+            if x != 0:
+                low = x & -x
+                v = w * _BITS + _popcount(low - 1)
+                cand[depth, w] = x & ~low
+                break
+        chosen[depth] = v
+        for w in range(W):
+            cand[depth + 1, w] = cand[depth, w] & adj[v, w]
+        depth += 1
+        fresh = True
+
+
+@numba.njit(cache=True)
+def min_diameter_subset(D, k):  # pragma: no cover - compiled
+    """Indices (sorted) of the lexicographically smallest k-subset of minimum diameter under the
+    symmetric distance matrix D (squared or plain: only the order of distances matters).
+
+    The optimal diameter is one of the pairwise distances. It is bracketed between a lower bound
+    (every member has k-1 others within the diameter, so it is at least the smallest (k-1)-th
+    nearest-neighbour distance) and the diameter of the best "vertex plus its k-1 nearest"
+    set, then found by binary search over the distinct distances in between, each step asking
+    whether the threshold graph has a k-clique."""
+    m = D.shape[0]
+    chosen = np.empty(k, np.int64)
+    if k <= 1:
+        chosen[:k] = 0
+        return chosen
+    lower = np.inf
+    upper = np.inf
+    for i in range(m):
+        order = np.argsort(D[i])  # i itself first (distance 0) unless duplicates precede it
+        near = np.empty(k, np.int64)
+        near[0] = i
+        c = 1
+        for t in range(m):
+            j = order[t]
+            if j != i and c < k:
+                near[c] = j
+                c += 1
+        kth = D[i, near[k - 1]]
+        if kth < lower:
+            lower = kth
+        diam = 0.0
+        for a in range(k):
+            for b in range(a + 1, k):
+                if D[near[a], near[b]] > diam:
+                    diam = D[near[a], near[b]]
+        if diam < upper:
+            upper = diam
+    cands = np.empty(m * (m - 1) // 2, np.float64)
+    c = 0
+    for i in range(m):
+        for j in range(i + 1, m):
+            v = D[i, j]
+            if v >= lower and v <= upper:
+                cands[c] = v
+                c += 1
+    cands = np.unique(cands[:c])
+    lo = 0
+    hi = cands.shape[0] - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _find_clique(D, cands[mid], k, chosen):
+            hi = mid
+        else:
+            lo = mid + 1
+    _find_clique(D, cands[hi], k, chosen)
+    return chosen
+
+
+# --- iterations in the span of the inputs (n x n work only) -------------------------------------
+
+
+@numba.njit(cache=True)
+def weiszfeld(G, tolerance, max_iterations, smoothing):  # pragma: no cover - compiled
+    """Weiszfeld iterations for the geometric median z = sum_i alpha_i x_i, run on the Gram
+    matrix G alone: ||x_i - z||^2 = G_ii - 2 (G alpha)_i + alpha' G alpha. Starts at the mean.
+    Stops when the step ||z_{t+1} - z_t|| is at most `tolerance` times the mean distance to z_t
+    (scale- and translation-free). Distances below `smoothing` times the mean distance are
+    raised to it (smoothed Weiszfeld), so an iterate landing on an input is not a 0/0.
+    Returns (alpha, iterations, converged)."""
+    m = G.shape[0]
+    alpha = np.full(m, 1.0 / m)
+    for it in range(max_iterations):
+        Ga = G @ alpha
+        aGa = alpha @ Ga
+        dist = np.empty(m)
+        for i in range(m):
+            v = G[i, i] - 2.0 * Ga[i] + aGa
+            dist[i] = np.sqrt(v) if v > 0.0 else 0.0
+        scale = dist.mean()
+        if scale == 0.0:
+            return alpha, it, True
+        floor = smoothing * scale
+        wts = np.empty(m)
+        for i in range(m):
+            wts[i] = 1.0 / (dist[i] if dist[i] > floor else floor)
+        new = wts / wts.sum()
+        step = new - alpha
+        s2 = step @ (G @ step)
+        alpha = new
+        if np.sqrt(s2 if s2 > 0.0 else 0.0) <= tolerance * scale:
+            return alpha, it + 1, True
+    return alpha, max_iterations, False
+
+
+@numba.njit(cache=True)
+def centered_clipping(G, tau, iterations):  # pragma: no cover - compiled
+    """Centered clipping v <- v + (1/m) sum_i (x_i - v) min(1, tau / ||x_i - v||) from v = 0,
+    run on the Gram matrix: v stays sum_i alpha_i x_i. Returns alpha."""
+    m = G.shape[0]
+    alpha = np.zeros(m)
+    for _ in range(iterations):
+        Ga = G @ alpha
+        aGa = alpha @ Ga
+        c = np.empty(m)
+        for i in range(m):
+            v = G[i, i] - 2.0 * Ga[i] + aGa
+            norm = np.sqrt(v) if v > 0.0 else 0.0
+            c[i] = 1.0 if norm <= tau else tau / norm
+        alpha = alpha * (1.0 - c.sum() / m) + c / m
+    return alpha

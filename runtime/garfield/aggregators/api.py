@@ -1,0 +1,87 @@
+"""`aggregate(name, gradients, f, **params)`: checks, non-finite policy, dispatch, conversion.
+
+Non-finite policy: a row holding a NaN or an infinity can only come from a Byzantine node (or a
+diverged one, which is no better), so it is removed before the rule runs and counted against f:
+with k such rows out of n, the rule aggregates the n-k others tolerating f-k. More than f such
+rows means the "at most f Byzantine" assumption is broken and raises ValueError. Distance-based
+rules also remove a row whose squared norm overflows float64 (|x| > ~1e154): no honest gradient
+is that large, and its distances would be inf - inf. Detection costs a row-sum pass for the
+coordinate-wise rules and nothing for the distance-based ones (it reads the Gram diagonal).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from garfield.aggregators import _backend as be
+from garfield.aggregators import conditions
+from garfield.aggregators._bridge import as_matrix
+from garfield.aggregators.rules import RULES, Batch
+
+
+def _check(name: str, n: int, f: Any, params: dict[str, Any]) -> None:
+    if name not in RULES:
+        raise ValueError(f"unknown aggregation rule {name!r}; known: {', '.join(sorted(RULES))}")
+    if not isinstance(f, (int, np.integer)) or isinstance(f, bool) or f < 0:
+        raise ValueError(f"{name}: f must be a non-negative integer, got {f!r}")
+    cond = conditions.condition(name)
+    if not cond.holds(n, int(f)):
+        raise ValueError(f"{name} needs {cond.text()}: got n={n}, f={f}")
+    known = conditions.PARAMS.get(name, {})
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        allowed = ", ".join(sorted(known)) or "none"
+        raise ValueError(f"{name}: unknown parameter(s) {', '.join(unknown)} (parameters: {allowed})")
+
+
+def _nonfinite_rows_from_sums(X: torch.Tensor) -> np.ndarray:
+    sums = X.sum(dim=1)
+    suspects = (~torch.isfinite(sums)).nonzero().flatten().tolist()
+    # A row sum can overflow to inf with finite entries: confirm on the suspects only.
+    return np.array([i for i in suspects if not bool(torch.isfinite(X[i]).all())], dtype=np.int64)
+
+
+def aggregate(name: str, gradients: Any, f: int, *, out: Any = None, info: dict | None = None, **params: Any) -> Any:
+    """Aggregate the rows of `gradients` with rule `name` tolerating `f` Byzantine rows.
+
+    gradients: an (n, d) tensor or a list of n 1-D tensors, torch or TensorFlow (or numpy).
+    Returns a 1-D tensor of the same framework, device and dtype. `out`: optional preallocated
+    (d,) torch tensor to write into (avoids a fresh allocation per call on the hot path).
+    `info`: optional dict the rule fills with diagnostics (selected rows, iterations...).
+    Raises ValueError for an unknown rule or parameter, a violated resilience condition, or more
+    than f non-finite rows.
+    """
+    X, back = as_matrix(gradients)
+    n, d = X.shape
+    _check(name, n, f, params)
+    f = int(f)
+    rule = RULES[name]
+    if out is None:
+        out = torch.empty(d, dtype=X.dtype, device=X.device)
+    elif not (isinstance(out, torch.Tensor) and out.shape == (d,) and out.dtype == X.dtype and out.device == X.device and out.is_contiguous()):
+        raise ValueError(f"out must be a contiguous torch tensor of shape ({d},), dtype {X.dtype}, on {X.device}")
+    rows = np.arange(n, dtype=np.int64)
+    G = None
+    if rule.uses_gram:
+        G = be.gram(X, rows)
+        bad = np.flatnonzero(~np.isfinite(np.diag(G)))
+    else:
+        bad = _nonfinite_rows_from_sums(X)
+    if len(bad) > f:
+        raise ValueError(
+            f"{name}: {len(bad)} of the {n} vectors hold NaN or infinite values, more than f={f}: "
+            f"the at-most-f-Byzantine assumption is broken (rows {bad.tolist()})"
+        )
+    if len(bad):
+        keep = np.setdiff1d(rows, bad)
+        if G is not None:
+            G = G[np.ix_(keep, keep)]
+        rows = keep
+    batch = Batch(X=X, rows=rows, f=f - len(bad), out=out, gram=G)
+    result = rule.fn(batch, **params)
+    if info is not None:
+        info.update(batch.info, dropped=[int(i) for i in bad])
+    return back(result)

@@ -1,0 +1,240 @@
+"""The aggregation rules. Each takes a `Batch` (the kept rows of the input, the effective f, an
+output buffer) and fills the output; `api.aggregate` does the checks, the non-finite policy and
+the framework conversion around them.
+
+Conventions (n = rows aggregated after the non-finite policy, f = Byzantine rows tolerated among
+them; ties are broken toward the lowest row index unless stated):
+
+- average: the mean (not robust).
+- median: coordinate-wise median; for even n the mean of the two middle values.
+- trimmed-mean: per coordinate, drop the f largest and the f smallest values, average the n-2f left.
+- meamed: per coordinate, the mean of the n-f values closest to the median (Xie et al. 2018,
+  "Generalized Byzantine-tolerant SGD"). Ties in distance go to the smaller values.
+- phocas: per coordinate, the mean of the n-f values closest to the f-trimmed mean (Xie et al. 2018).
+- krum: the input with the smallest score, the score being the sum of squared distances to its
+  n-f-2 nearest other inputs (Blanchard et al. 2017).
+- multi-krum: the mean of the m inputs with the smallest Krum scores (scores computed once, on all
+  inputs), default m = n-f.
+- bulyan: theta = n-2f inputs chosen by iterated Krum (Krum on the remaining inputs, with the
+  same f, winner removed, theta times); then per coordinate the mean of the beta = theta-2f
+  selected values closest to their median (El Mhamdi et al. 2018).
+- mda: minimum-diameter averaging: the mean of the subset of n-f inputs with the smallest
+  diameter (largest pairwise distance); exact (pruned clique search, see `_kernels`); ties go to
+  the lexicographically smallest index set (El Mhamdi et al. 2020).
+- geometric-median: argmin_z sum_i ||x_i - z||, by (smoothed) Weiszfeld from the mean until the
+  step is below `tolerance` x the mean distance to the iterate, at most `max_iterations` steps.
+- centered-clipping: from v = 0, `iterations` times v <- v + (1/n) sum_i (x_i - v) min(1, tau /
+  ||x_i - v||) (Karimireddy et al. 2021).
+- aksel: the mean of the c inputs closest (squared distance) to the coordinate-wise median,
+  c = ceil(n/2) in mode "mid", n-f in mode "n-f" (Boussetta et al. 2020; Garfield's `aksel`).
+- condense: per coordinate, with probability p the coordinate-wise median, otherwise the value of
+  the first input (Garfield's `condense`: the first input is the aggregating node's own vector,
+  so this rule is deliberately not permutation invariant).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from garfield.aggregators import _backend as be
+from garfield.aggregators import _kernels as K
+
+
+@dataclass
+class Batch:
+    """The rows a rule aggregates: X[rows] (rows sorted, non-finite ones already removed)."""
+
+    X: torch.Tensor
+    rows: np.ndarray
+    f: int
+    out: torch.Tensor
+    gram: np.ndarray | None = None  # float64 Gram matrix of X[rows], when the rule needs it
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    def distances(self) -> np.ndarray:
+        assert self.gram is not None
+        return be.sqdist_from_gram(self.gram)
+
+    def mean_of(self, local: np.ndarray) -> torch.Tensor:
+        """Mean of the kept rows at local positions `local` (0..n-1)."""
+        weights = np.zeros(self.n)
+        weights[np.asarray(local, dtype=np.int64)] = 1.0 / len(local)
+        return be.weighted_sum(self.X, self.rows, weights, self.out)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    fn: Callable[..., torch.Tensor]
+    uses_gram: bool = False
+
+
+# --- coordinate-wise -----------------------------------------------------------------------------
+
+
+def average(b: Batch) -> torch.Tensor:
+    return b.mean_of(np.arange(b.n))
+
+
+def median(b: Batch) -> torch.Tensor:
+    if b.n == 1:
+        return b.mean_of([0])
+    return be.coordinate(b.X, b.rows, be.MEDIAN, 0, 0, b.out)
+
+
+def trimmed_mean(b: Batch) -> torch.Tensor:
+    if b.f == 0:
+        return average(b)
+    return be.coordinate(b.X, b.rows, be.TRIMMED, b.f, 0, b.out)
+
+
+def meamed(b: Batch) -> torch.Tensor:
+    if b.f == 0:
+        return average(b)
+    return be.coordinate(b.X, b.rows, be.WINDOW_MEDIAN, 0, b.n - b.f, b.out)
+
+
+def phocas(b: Batch) -> torch.Tensor:
+    if b.f == 0:
+        return average(b)
+    return be.coordinate(b.X, b.rows, be.WINDOW_TRIMMED, b.f, b.n - b.f, b.out)
+
+
+def condense(b: Batch, p: float = 0.9, seed: int | None = None) -> torch.Tensor:
+    if not (isinstance(p, (int, float)) and 0.0 < p <= 1.0):
+        raise ValueError(f"condense: p must be in (0, 1], got {p!r}")
+    if seed is not None and not isinstance(seed, int):
+        raise ValueError(f"condense: seed must be an integer or null, got {seed!r}")
+    out = median(b)
+    if p >= 1.0:
+        return out
+    gen = None
+    if seed is not None:
+        gen = torch.Generator(device=b.X.device)
+        gen.manual_seed(seed)
+    keep_own = torch.rand(out.shape[0], generator=gen, device=out.device) >= p
+    own = b.X[int(b.rows[0])]
+    out.copy_(torch.where(keep_own, own, out))
+    return out
+
+
+# --- distance-based ------------------------------------------------------------------------------
+
+
+def _krum_scores(D: np.ndarray, active: np.ndarray, f: int) -> np.ndarray:
+    """Krum scores of the `active` positions among themselves: sum of the squared distances to
+    the (len(active) - f - 2) nearest other active inputs."""
+    sub = D[np.ix_(active, active)].copy()
+    np.fill_diagonal(sub, np.inf)
+    k = max(len(active) - f - 2, 0)
+    if k == 0:
+        return np.zeros(len(active))
+    return np.sort(sub, axis=1)[:, :k].sum(axis=1)
+
+
+def krum(b: Batch) -> torch.Tensor:
+    scores = _krum_scores(b.distances(), np.arange(b.n), b.f)
+    best = int(np.argmin(scores))  # first minimum: the lowest index on ties
+    b.info["selected"] = [int(b.rows[best])]
+    return b.mean_of([best])
+
+
+def multi_krum(b: Batch, m: int | None = None) -> torch.Tensor:
+    if m is None:
+        m = b.n - b.f
+    if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= b.n - b.f:
+        raise ValueError(f"multi-krum: m must be an integer in [1, n-f] = [1, {b.n - b.f}], got {m!r}")
+    scores = _krum_scores(b.distances(), np.arange(b.n), b.f)
+    chosen = np.argsort(scores, kind="stable")[:m]
+    b.info["selected"] = sorted(int(b.rows[i]) for i in chosen)
+    return b.mean_of(chosen)
+
+
+def bulyan(b: Batch) -> torch.Tensor:
+    theta = b.n - 2 * b.f
+    beta = theta - 2 * b.f
+    D = b.distances()
+    remaining = list(range(b.n))
+    chosen: list[int] = []
+    for _ in range(theta):
+        active = np.array(remaining, dtype=np.int64)
+        scores = _krum_scores(D, active, b.f)
+        pick = remaining[int(np.argmin(scores))]
+        chosen.append(pick)
+        remaining.remove(pick)
+    chosen.sort()
+    rows = b.rows[np.array(chosen, dtype=np.int64)]
+    b.info["selected"] = [int(r) for r in rows]
+    if beta == theta:
+        return be.weighted_sum(b.X, rows, np.full(theta, 1.0 / theta), b.out)
+    return be.coordinate(b.X, np.ascontiguousarray(rows), be.WINDOW_MEDIAN, 0, beta, b.out)
+
+
+def mda(b: Batch) -> torch.Tensor:
+    k = b.n - b.f
+    if k == b.n:
+        return average(b)
+    subset = K.min_diameter_subset(np.ascontiguousarray(b.distances()), k)
+    b.info["selected"] = [int(b.rows[i]) for i in subset]
+    return b.mean_of(subset)
+
+
+def geometric_median(b: Batch, tolerance: float = 1e-6, max_iterations: int = 1000) -> torch.Tensor:
+    if not (isinstance(tolerance, (int, float)) and tolerance > 0):
+        raise ValueError(f"geometric-median: tolerance must be a positive number, got {tolerance!r}")
+    if not (isinstance(max_iterations, int) and max_iterations >= 1):
+        raise ValueError(f"geometric-median: max_iterations must be a positive integer, got {max_iterations!r}")
+    alpha, iterations, converged = K.weiszfeld(np.ascontiguousarray(b.gram), float(tolerance), max_iterations, 1e-9)
+    b.info.update(iterations=int(iterations), converged=bool(converged))
+    return be.weighted_sum(b.X, b.rows, alpha, b.out)
+
+
+def centered_clipping(b: Batch, tau: float = 10.0, iterations: int = 1) -> torch.Tensor:
+    if not (isinstance(tau, (int, float)) and tau > 0):
+        raise ValueError(f"centered-clipping: tau must be a positive number, got {tau!r}")
+    if not (isinstance(iterations, int) and iterations >= 1):
+        raise ValueError(f"centered-clipping: iterations must be a positive integer, got {iterations!r}")
+    alpha = K.centered_clipping(np.ascontiguousarray(b.gram), float(tau), iterations)
+    return be.weighted_sum(b.X, b.rows, alpha, b.out)
+
+
+def aksel(b: Batch, mode: str = "mid") -> torch.Tensor:
+    if mode == "mid":
+        c = (b.n + 1) // 2
+    elif mode == "n-f":
+        c = b.n - b.f
+    else:
+        raise ValueError(f"aksel: mode must be 'mid' or 'n-f', got {mode!r}")
+    center = median(b)  # into the output buffer, overwritten below
+    dist = be.sqdist(b.X, b.rows, center)
+    chosen = np.argsort(dist, kind="stable")[:c]
+    b.info["selected"] = sorted(int(b.rows[i]) for i in chosen)
+    return b.mean_of(chosen)
+
+
+RULES: dict[str, Rule] = {
+    r.name: r
+    for r in (
+        Rule("average", average),
+        Rule("median", median),
+        Rule("trimmed-mean", trimmed_mean),
+        Rule("meamed", meamed),
+        Rule("phocas", phocas),
+        Rule("condense", condense),
+        Rule("krum", krum, uses_gram=True),
+        Rule("multi-krum", multi_krum, uses_gram=True),
+        Rule("bulyan", bulyan, uses_gram=True),
+        Rule("mda", mda, uses_gram=True),
+        Rule("geometric-median", geometric_median, uses_gram=True),
+        Rule("centered-clipping", centered_clipping, uses_gram=True),
+        Rule("aksel", aksel),
+    )
+}
