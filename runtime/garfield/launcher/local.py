@@ -182,8 +182,10 @@ class _Supervisor:
     """One run: starts the children, watches them, decides the outcome, stops them."""
 
     def __init__(self, job: Job, plan: Plan, output_dir: Path, timeout: float | None, grace: float,
-                 display: _Display, command: Callable[[Replica], Sequence[str]]) -> None:
+                 display: _Display, command: Callable[[Replica], Sequence[str]],
+                 on_status: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         self.job, self.plan, self.output_dir = job, plan, output_dir
+        self.on_status = on_status
         self.timeout, self.grace, self.display, self.command = timeout, grace, display, command
         self.primary = primary_role(plan)
         self.children: list[proc.Child] = []
@@ -228,6 +230,8 @@ class _Supervisor:
                 continue
             self.last_status[child.name] = status
             fresh.append(status)
+            if self.on_status is not None:
+                self.on_status(child.name, status)
             if status.get("phase") == "done":
                 self.finished.add(child.name)
         return fresh
@@ -298,11 +302,14 @@ class _Supervisor:
 
 def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None, timeout: float | None = None,
            progress: str = "auto", stream: TextIO | None = None, grace: float = 5.0,
-           command: Callable[[Replica], Sequence[str]] = node_command) -> RunResult:
+           command: Callable[[Replica], Sequence[str]] = node_command,
+           on_status: Callable[[str, dict[str, Any]], None] | None = None) -> RunResult:
     """Run `job` locally to its end and return the outcome (also written to `<output_dir>/summary.json`).
 
     progress: "bar" (live line), "lines" (a line every few seconds), "none", or "auto" (bar when
     `stream` is a terminal). `command` maps a replica to its argv; tests substitute stand-in nodes.
+    `on_status(name, status)` sees every fresh `/status` of a correct server (peer): benchmarks and
+    tests record histories or act mid-run with it.
     """
     if steps is not None:
         job = with_steps(job, steps)
@@ -312,7 +319,7 @@ def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None
     live = progress == "bar" or (progress == "auto" and stream.isatty())
     display = _Display(None if progress == "none" else stream, live)
     plan = make_plan(job, loopback_for(job))
-    supervisor = _Supervisor(job, plan, output_dir, timeout, grace, display, command)
+    supervisor = _Supervisor(job, plan, output_dir, timeout, grace, display, command, on_status)
     started = time.monotonic()
     outcome, message = FAILED, "the launcher failed before the job ended"
     with _Watch() as watch:
