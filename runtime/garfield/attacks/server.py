@@ -1,0 +1,104 @@
+"""Byzantine server behaviours: what a Byzantine server sends instead of its model.
+
+`corrupt(model, step)` gets the server's honest flat model (torch or TensorFlow) and returns the
+vector to send (same framework, device and dtype), or None to send nothing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import torch
+
+from garfield.attacks._common import Rng, fill_value, number, resolve, seed_param, to_torch
+from garfield.attacks.catalog import SERVER_PARAMS
+
+
+class ServerAttack:
+    """Base class. `silent`: the server answers nothing."""
+
+    name = ""
+    silent = False
+
+    def corrupt(self, model: Any, step: int) -> Any:
+        x, back = to_torch(model)
+        res = self._corrupt(x.reshape(-1), step)
+        return None if res is None else back(res)
+
+    def _corrupt(self, x: torch.Tensor, step: int) -> torch.Tensor | None:
+        raise NotImplementedError
+
+
+class RandomModel(ServerAttack):
+    """A model of i.i.d. N(0, std^2) parameters (Garfield's random Byzantine server)."""
+
+    name = "random"
+
+    def __init__(self, std: float, seed: int | None) -> None:
+        self.std = number(self.name, "std", std, positive=True)
+        self.rng = Rng(seed_param(self.name, seed))
+
+    def _corrupt(self, x, step):
+        return torch.randn(x.shape, generator=self.rng.get(x.device), device=x.device, dtype=x.dtype).mul_(self.std)
+
+
+class Reversed(ServerAttack):
+    """-scale x the model (Garfield's reversed model; scale 1 flips it, larger scales blow it up)."""
+
+    name = "reversed"
+
+    def __init__(self, scale: float) -> None:
+        self.scale = number(self.name, "scale", scale, positive=True)
+
+    def _corrupt(self, x, step):
+        return x.mul(-self.scale)
+
+
+class Stale(ServerAttack):
+    """Sends the model it had `delay` calls ago (its oldest one until it has that many): a slow or
+    replaying server (asynchronous staleness). Holds up to `delay` model copies."""
+
+    name = "stale"
+
+    def __init__(self, delay: int) -> None:
+        self.delay = number(self.name, "delay", delay, integer=True, minimum=1)
+        self.history: deque[torch.Tensor] = deque(maxlen=self.delay + 1)
+
+    def _corrupt(self, x, step):
+        self.history.append(x.clone())
+        return self.history[0].clone()
+
+
+class Silent(ServerAttack):
+    """Never answers (a crashed or muted server)."""
+
+    name = "silent"
+    silent = True
+
+    def __init__(self) -> None:
+        pass
+
+    def _corrupt(self, x, step):
+        return None
+
+
+class NonFiniteModel(ServerAttack):
+    """A model full of NaN (or +inf / -inf)."""
+
+    name = "nan"
+
+    def __init__(self, value: str) -> None:
+        self.value = fill_value(self.name, value)
+
+    def _corrupt(self, x, step):
+        return torch.full_like(x, self.value)
+
+
+_CLASSES: dict[str, type[ServerAttack]] = {c.name: c for c in (RandomModel, Reversed, Stale, Silent, NonFiniteModel)}
+assert set(_CLASSES) == set(SERVER_PARAMS), "server attack catalog and implementations disagree"
+
+
+def make_server_attack(name: str, params: dict[str, Any] | None = None) -> ServerAttack:
+    """The server attack `name` with `params` over its defaults (ValueError on unknown ones)."""
+    return _CLASSES[name](**resolve("server", name, SERVER_PARAMS, params))

@@ -1,0 +1,221 @@
+"""Byzantine worker behaviours: what a Byzantine worker sends instead of its honest gradient.
+
+`corrupt(honest, peers, n, f, step)`: `honest` is the node's own honest 1-D gradient (or momentum);
+`peers` is None or the round's honest vectors, a (k, d) tensor or a list (omniscient attacks need
+them: the runtime's Byzantine worker computes k honest vectors on its own data stream); n and f
+are the workers' count and tolerated f. Returns the vector to send, in the input's framework,
+device and dtype, or None to send nothing. Tensors may be torch or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any, Callable
+
+import torch
+
+from garfield.attacks._common import Rng, fill_value, number, peers_matrix, resolve, seed_param, to_torch
+from garfield.attacks.catalog import WORKER_PARAMS
+
+
+class WorkerAttack:
+    """Base class. `omniscient`: needs the round's honest vectors; `silent`: may send nothing."""
+
+    name = ""
+    omniscient = False
+    silent = False
+    label_transform: Callable[[Any], Any] | None = None
+
+    def corrupt(self, honest: Any, peers: Any, n: int, f: int, step: int) -> Any:
+        g, back = to_torch(honest)
+        res = self._corrupt(g.reshape(-1), peers_matrix(peers), n, f, step)
+        return None if res is None else back(res)
+
+    def _corrupt(self, g: torch.Tensor, peers: torch.Tensor | None, n: int, f: int, step: int) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def _need_peers(self, g: torch.Tensor, peers: torch.Tensor | None) -> torch.Tensor:
+        if peers is None or peers.shape[0] == 0:
+            raise ValueError(f"attack {self.name} is omniscient: it needs the round's honest vectors (peers)")
+        if peers.shape[1] != g.shape[0]:
+            raise ValueError(f"attack {self.name}: peers have {peers.shape[1]} coordinates, the gradient {g.shape[0]}")
+        return peers.to(g.device)
+
+
+class Random(WorkerAttack):
+    """I.i.d. uniform coordinates in [-scale, scale], unrelated to the gradient (the "random"
+    Byzantine vector of Blanchard et al. 2017 and Garfield)."""
+
+    name = "random"
+
+    def __init__(self, scale: float, seed: int | None) -> None:
+        self.scale = number(self.name, "scale", scale, positive=True)
+        self.rng = Rng(seed_param(self.name, seed))
+
+    def _corrupt(self, g, peers, n, f, step):
+        u = torch.rand(g.shape, generator=self.rng.get(g.device), device=g.device, dtype=g.dtype)
+        return u.mul_(2 * self.scale).sub_(self.scale)
+
+
+class Gaussian(WorkerAttack):
+    """I.i.d. N(0, std^2) coordinates; std = 200 as in Blanchard et al. 2017 (Krum), section 5."""
+
+    name = "gaussian"
+
+    def __init__(self, std: float, seed: int | None) -> None:
+        self.std = number(self.name, "std", std, positive=True)
+        self.rng = Rng(seed_param(self.name, seed))
+
+    def _corrupt(self, g, peers, n, f, step):
+        return torch.randn(g.shape, generator=self.rng.get(g.device), device=g.device, dtype=g.dtype).mul_(self.std)
+
+
+class SignFlip(WorkerAttack):
+    """-scale x the honest gradient: sign flipping (scale 1, e.g. Allen-Zhu et al. 2021) or
+    Garfield's "reversed" gradient (a large scale such as 100)."""
+
+    name = "signflip"
+
+    def __init__(self, scale: float) -> None:
+        self.scale = number(self.name, "scale", scale, positive=True)
+
+    def _corrupt(self, g, peers, n, f, step):
+        return g.mul(-self.scale)
+
+
+class Drop(WorkerAttack):
+    """Partial drop: each coordinate of the honest gradient is zeroed with probability p (a lossy
+    or faulty sender; Garfield's "drop")."""
+
+    name = "drop"
+
+    def __init__(self, p: float, seed: int | None) -> None:
+        self.p = number(self.name, "p", p, minimum=0.0, maximum=1.0)
+        self.rng = Rng(seed_param(self.name, seed))
+
+    def _corrupt(self, g, peers, n, f, step):
+        keep = torch.rand(g.shape, generator=self.rng.get(g.device), device=g.device) >= self.p
+        return g * keep
+
+
+def alie_z(n: int, f: int) -> float:
+    """z_max of Baruch et al. 2019 ("A Little Is Enough", section 4): s = floor(n/2 + 1) - f
+    workers must be swayed; z = Phi^-1((n - s) / n)."""
+    s = n // 2 + 1 - f
+    q = (n - s) / n
+    q = min(max(q, 1e-6), 1 - 1e-6)
+    return statistics.NormalDist().inv_cdf(q)
+
+
+class Little(WorkerAttack):
+    """A Little Is Enough (Baruch et al., NeurIPS 2019): per coordinate mean + z * std of the
+    round's honest vectors, z from n and f (`alie_z`) unless given. Small enough to pass
+    distance and order-statistics filters, consistent across Byzantine workers."""
+
+    name = "little"
+    omniscient = True
+
+    def __init__(self, z: float | None) -> None:
+        self.z = None if z is None else number(self.name, "z", z)
+
+    def _corrupt(self, g, peers, n, f, step):
+        P = self._need_peers(g, peers)
+        z = alie_z(n, f) if self.z is None else self.z
+        mean = P.mean(0)
+        std = P.std(0, unbiased=False) if P.shape[0] > 1 else torch.zeros_like(mean)
+        return mean.add_(std, alpha=z).to(g.dtype)
+
+
+class Empire(WorkerAttack):
+    """Fall of Empires / inner-product manipulation (Xie et al., UAI 2020): -epsilon x the mean of
+    the honest vectors, making the aggregate's inner product with the true gradient negative."""
+
+    name = "empire"
+    omniscient = True
+
+    def __init__(self, epsilon: float) -> None:
+        self.epsilon = number(self.name, "epsilon", epsilon, positive=True)
+
+    def _corrupt(self, g, peers, n, f, step):
+        P = self._need_peers(g, peers)
+        return P.mean(0).mul_(-self.epsilon).to(g.dtype)
+
+
+def _flip_labels(num_classes: int) -> Callable[[Any], Any]:
+    def transform(y: Any) -> Any:
+        """y -> num_classes - 1 - y, on torch or TensorFlow integer targets."""
+        if isinstance(y, torch.Tensor):
+            return (num_classes - 1) - y
+        if type(y).__module__.startswith("tensorflow"):
+            import tensorflow as tf
+
+            return tf.cast(num_classes - 1, y.dtype) - y
+        return (num_classes - 1) - y
+
+    return transform
+
+
+class LabelFlip(WorkerAttack):
+    """Label flipping (data poisoning; e.g. Tolpegin et al. 2020, Allen-Zhu et al. 2021): the worker
+    trains on targets y -> num_classes - 1 - y and sends that honest-looking gradient."""
+
+    name = "labelflip"
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = number(self.name, "num_classes", num_classes, integer=True, minimum=2)
+        self.label_transform = _flip_labels(self.num_classes)
+
+    def _corrupt(self, g, peers, n, f, step):
+        return g
+
+
+class Mimic(WorkerAttack):
+    """Mimic (Karimireddy, He & Jaggi, ICLR 2022): every Byzantine worker sends the vector of one
+    honest worker (`target`, an index into the round's honest vectors), over-weighting it; hurts
+    most with heterogeneous data."""
+
+    name = "mimic"
+    omniscient = True
+
+    def __init__(self, target: int) -> None:
+        self.target = number(self.name, "target", target, integer=True, minimum=0)
+
+    def _corrupt(self, g, peers, n, f, step):
+        P = self._need_peers(g, peers)
+        return P[self.target % P.shape[0]].clone().to(g.dtype)
+
+
+class NonFinite(WorkerAttack):
+    """Sends a vector full of NaN (or +inf / -inf): a robust aggregator must not propagate it."""
+
+    name = "nan"
+
+    def __init__(self, value: str) -> None:
+        self.value = fill_value(self.name, value)
+
+    def _corrupt(self, g, peers, n, f, step):
+        return torch.full_like(g, self.value)
+
+
+class Crash(WorkerAttack):
+    """Crash failure: honest until step `after`, then silent forever (sends nothing)."""
+
+    name = "crash"
+    silent = True
+
+    def __init__(self, after: int) -> None:
+        self.after = number(self.name, "after", after, integer=True, minimum=0)
+
+    def _corrupt(self, g, peers, n, f, step):
+        return None if step >= self.after else g
+
+
+_CLASSES: dict[str, type[WorkerAttack]] = {
+    c.name: c for c in (Random, Gaussian, SignFlip, Drop, Little, Empire, LabelFlip, Mimic, NonFinite, Crash)
+}
+assert set(_CLASSES) == set(WORKER_PARAMS), "worker attack catalog and implementations disagree"
+
+
+def make_worker_attack(name: str, params: dict[str, Any] | None = None) -> WorkerAttack:
+    """The worker attack `name` with `params` over its defaults (ValueError on unknown ones)."""
+    return _CLASSES[name](**resolve("worker", name, WORKER_PARAMS, params))
