@@ -61,6 +61,14 @@ class FrameworkAdapter(ABC):
     def aggregate(self, rule: str, stacked: Tensor, f: int, **params: Any) -> Tensor:
         """Apply aggregation rule `rule` to the rows of `stacked`, on the device."""
 
+    def momentum(self, buffer: Tensor | None, gradient: Tensor, beta: float) -> Tensor:
+        """Worker momentum ``beta * buffer + gradient`` as a tensor the caller owns (a copy of
+        `gradient` when `buffer` is None). `gradient` may be the adapter's reused gradient
+        buffer, so the result must not alias it. Adapters override this to update in place."""
+        if buffer is None:
+            return gradient * 1.0
+        return buffer * beta + gradient
+
     @abstractmethod
     def to_numpy(self, flat: Tensor) -> np.ndarray:
         """Host copy for the wire (the only place a GPU tensor leaves the device)."""

@@ -1,0 +1,62 @@
+"""Framework adapters: the user's task wrapped as flat vectors on a device.
+
+``create(framework, task, spec, role, index)`` is the one constructor the runtime calls. The
+TensorFlow adapter is imported only for TensorFlow jobs, so PyTorch jobs never pay TensorFlow's
+import time and run where it is not installed.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+
+from garfield.adapters.base import FrameworkAdapter
+from garfield.task import Task
+
+FRAMEWORKS = ("pytorch", "tensorflow")
+
+
+class AdapterError(RuntimeError):
+    """The framework is unknown or not installed."""
+
+
+def create(framework: str, task: Task, spec: Any, role: str, index: int) -> FrameworkAdapter:
+    """The adapter of `framework` for this replica (`role`, `index`) of a job with `spec`."""
+    if framework == "pytorch":
+        try:
+            from garfield.adapters.pytorch import TorchAdapter
+        except ImportError as exc:  # pragma: no cover - torch is a core dependency
+            raise AdapterError(f"framework 'pytorch' needs torch: {exc}") from exc
+        return TorchAdapter(task, spec, role, index)
+    if framework == "tensorflow":
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError as exc:
+            raise AdapterError("framework 'tensorflow' needs TensorFlow, which is not installed here: "
+                               "pip install 'garfield[tensorflow]' (tensorflow-cpu) or tensorflow[and-cuda]") from exc
+        from garfield.adapters.tensorflow import TensorFlowAdapter
+
+        return TensorFlowAdapter(task, spec, role, index)
+    raise AdapterError(f"unknown framework {framework!r}; known: {', '.join(FRAMEWORKS)}")
+
+
+def seed_everything(framework: str, seed: int) -> None:
+    """Seed Python, NumPy and the framework before the user's task builds its model, so every
+    replica starts from the same parameters unless the task seeds itself."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if framework == "pytorch":
+        import torch
+
+        torch.manual_seed(seed)
+    elif framework == "tensorflow":
+        try:
+            import tensorflow as tf
+        except ImportError:
+            return
+        tf.random.set_seed(seed)
+
+
+__all__ = ["FRAMEWORKS", "AdapterError", "FrameworkAdapter", "create", "seed_everything"]

@@ -1,0 +1,256 @@
+"""What every protocol node shares: identity, peers, published tensors, request handling,
+quorum gathering through the framework adapter, observability and an orderly end.
+
+Roles (:mod:`.server`, :mod:`.worker`, :mod:`.peer`) only write their step loop in
+:meth:`ProtocolNode.train`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import grpc.aio
+
+from garfield.adapters.base import FrameworkAdapter, Tensor
+from garfield.observability.state import NodeState
+from garfield.proto import GRADIENT, KIND_NAMES, MODEL, TensorRequest
+from garfield.protocol.board import Board
+from garfield.protocol.quorum import CallPolicy, adopted_step, gather
+from garfield.spec.model import JobSpec
+from garfield.transport.client import Peer, tensor_request
+from garfield.transport.server import RequestRejected, start_server
+from garfield.wire.codec import Expect, Received, Rejected, dtype_name, encode
+
+log = logging.getLogger("garfield.node")
+
+# After its last step a node keeps answering until the peers it expects have fetched its final
+# tensor, or until nobody has asked anything for this long (crashed or Byzantine peers never will).
+LINGER_IDLE_SECONDS = 1.5
+
+
+@dataclass
+class NodeConfig:
+    """Everything a node is told (see the replica contract in docs/design.md)."""
+
+    job: str
+    role: str  # server | worker | peer
+    index: int
+    spec: JobSpec
+    listen: str
+    servers: list[str]
+    workers: list[str]  # workers, or peers when decentralized
+    attack: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}-{self.index}"
+
+
+@dataclass
+class Contribution:
+    """One reply used in an aggregation: the tensor on the device, its step, its sender's loss."""
+
+    tensor: Tensor
+    step: int
+    loss: float
+    sender: str
+
+
+class ProtocolNode:
+    """A node: gRPC service + step loop. Subclasses set `offers` and implement :meth:`train`."""
+
+    offers: tuple[int, ...] = ()
+
+    def __init__(self, config: NodeConfig, adapter: FrameworkAdapter, state: NodeState) -> None:
+        self.config = config
+        self.adapter = adapter
+        self.state = state
+        self.spec = config.spec
+        self.name = config.name
+        self.total_steps = config.spec.training.steps
+        self.policy = CallPolicy(rpc_seconds=config.spec.training.timeouts.rpc_seconds,
+                                 give_up_seconds=max(config.spec.training.timeouts.startup_seconds,
+                                                     config.spec.training.timeouts.rpc_seconds))
+        sample = adapter.to_numpy(adapter.zeros())
+        self.dtype = dtype_name(sample.dtype)
+        self.shape = (int(adapter.num_params),)
+        self.tensor_bytes = int(sample.nbytes)
+        self.boards = {kind: Board() for kind in self.offers}
+        self.port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        self._last_request = time.monotonic()
+        self._activity = asyncio.Event()
+        self._final_seen: set[str] = set()
+        # Channels belong to the event loop that runs the node: created in start().
+        self.server_peers: list[Peer] = []
+        self.worker_peers: list[Peer] = []
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _peers(self, role: str, addresses: Sequence[str]) -> list[Peer]:
+        return [Peer(f"{role}-{i}", a, self.tensor_bytes) for i, a in enumerate(addresses)
+                if f"{role}-{i}" != self.name]
+
+    async def start(self) -> int:
+        self.server_peers = self._peers("server", self.config.servers)
+        worker_role = "peer" if self.spec.topology == "decentralized" else "worker"
+        self.worker_peers = self._peers(worker_role, self.config.workers)
+        self._server, self.port = await start_server(self, self.config.listen, self.tensor_bytes)
+        log.info("listening", extra={"fields": {"address": self.config.listen, "port": self.port,
+                                                "params": self.shape[0], "dtype": self.dtype}})
+        return self.port
+
+    async def run(self) -> int:
+        """Start serving, train, linger for late peers, stop. Returns the process exit code."""
+        if self._server is None:
+            await self.start()
+        code = 0
+        try:
+            self.state.set_phase("running")
+            await self.train()
+            self.state.set_phase("done")
+            log.info("done", extra={"fields": {"step": self.state.step, "accuracy": self.state.accuracy,
+                                               "loss": self.state.loss, "rejected": self.state.rejected}})
+            await self._linger()
+        except asyncio.CancelledError:
+            self.state.set_phase("failed", "cancelled")
+            raise
+        except Exception as exc:  # the node fails as a whole; the launcher/operator sees a non-zero exit
+            log.exception("failed")
+            self.state.set_phase("failed", f"{type(exc).__name__}: {exc}")
+            code = 1
+        finally:
+            await self.stop()
+        return code
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(grace=0.2)
+            self._server = None
+        for peer in self.server_peers + self.worker_peers:
+            await peer.close()
+
+    async def train(self) -> None:
+        raise NotImplementedError
+
+    # -- serving (TensorSource) ----------------------------------------------------------------
+    async def serve(self, request: TensorRequest) -> list[bytes]:
+        if request.kind not in self.boards:
+            raise RequestRejected("kind", f"{self.name} offers no {KIND_NAMES.get(request.kind, request.kind)}")
+        if not 0 <= request.step <= self.total_steps:
+            raise RequestRejected("step", f"step {request.step} outside 0..{self.total_steps}")
+        self._note_request(request)
+        _, messages = await self.boards[request.kind].wait(request.step)
+        if messages is None:  # silent for this step: the caller's deadline or quorum ends the call
+            await asyncio.Event().wait()
+        return messages  # type: ignore[return-value]
+
+    def _note_request(self, request: TensorRequest) -> None:
+        self._last_request = time.monotonic()
+        final = self.total_steps - 1 if request.kind == GRADIENT else self.total_steps
+        if request.step >= final and request.requester:
+            self._final_seen.add(request.requester)
+        self._activity.set()
+
+    def status_json(self) -> str:
+        return self.state.status_json()
+
+    def count_rejected(self, reason: str, detail: str, peer: str = "") -> None:
+        self.state.count_rejected(reason)
+        log.warning("rejected message", extra={"fields": {"reason": reason, "peer": peer, "detail": detail}})
+
+    def _on_reject(self, peer: Peer, exc: Rejected) -> None:
+        self.count_rejected(exc.reason, exc.detail, peer.name)
+
+    # -- publishing and gathering --------------------------------------------------------------
+    async def publish(self, kind: int, step: int, tensor: Tensor | None, loss: float = math.nan) -> None:
+        """Offer `tensor` (None: answer nothing) as this node's `kind` of `step`, encoded once."""
+        messages = None
+        if tensor is not None:
+            messages = encode(self.adapter.to_numpy(tensor), kind=kind, step=step, sender=self.name, loss=loss)
+        await self.boards[kind].publish(step, messages)
+
+    async def collect(self, peers: Sequence[Peer], q: int, kind: int, min_step: int,
+                      local: Sequence[Contribution] = ()) -> list[Contribution]:
+        """The first q contributions of `kind` at step >= min_step: `local` ones first, then peers'."""
+        contributions = list(local)
+        need = q - len(contributions)
+        if need > 0:
+            request = tensor_request(kind, min_step, self.name)
+
+            def expect(peer: Peer) -> Expect:
+                return Expect(kind=kind, sender=peer.name, dtype=self.dtype, shape=self.shape, min_step=min_step,
+                              max_step=self.total_steps)
+
+            replies: list[Received] = await gather(peers, need, request, expect, self.policy, self._on_reject)
+            contributions += [Contribution(self.adapter.from_numpy(r.array), r.step, r.loss, r.sender) for r in replies]
+        return contributions[:q]
+
+    def aggregate(self, rule: str, params: dict[str, Any], f: int, contributions: Sequence[Contribution]) -> Tensor:
+        """The rule applied to the contributions' tensors, on the device (one input: itself)."""
+        if len(contributions) == 1:
+            return contributions[0].tensor
+        stacked = self.adapter.stack([c.tensor for c in contributions])
+        return self.adapter.aggregate(rule, stacked, f, **params)
+
+    @staticmethod
+    def next_step(contributions: Sequence[Contribution], f: int) -> int:
+        return adopted_step([c.step for c in contributions], f)
+
+    @staticmethod
+    def median_loss(contributions: Sequence[Contribution]) -> float | None:
+        """The median of the senders' reported losses: what a Byzantine minority cannot move far."""
+        losses = [c.loss for c in contributions if math.isfinite(c.loss)]
+        return statistics.median(losses) if losses else None
+
+    def maybe_evaluate(self, step: int) -> None:
+        interval = self.spec.training.evaluation_interval
+        if step >= self.total_steps or (interval > 0 and step % interval == 0):
+            result = self.adapter.evaluate()
+            if result:
+                self.state.set_accuracy(result.get("accuracy"))
+                log.info("evaluation", extra={"fields": {"step": step, **result}})
+
+    # -- the end -------------------------------------------------------------------------------
+    def expected_final_requesters(self) -> set[str]:
+        """Peers that will ask this node for its final tensor (they are waited for before exit)."""
+        return set()
+
+    async def _linger(self) -> None:
+        expected = self.expected_final_requesters()
+        cap = time.monotonic() + self.policy.rpc_seconds
+        while not expected <= self._final_seen:
+            now = time.monotonic()
+            wait = min(self._last_request + LINGER_IDLE_SECONDS, cap) - now
+            if wait <= 0:
+                break
+            self._activity.clear()
+            try:
+                await asyncio.wait_for(self._activity.wait(), timeout=wait)
+            except asyncio.TimeoutError:
+                break
+        missing = sorted(expected - self._final_seen)
+        if missing:
+            log.info("leaving without final requests from some peers", extra={"fields": {"missing": missing}})
+
+    # -- timing --------------------------------------------------------------------------------
+    class Timer:
+        """Accumulates one step's seconds per activity."""
+
+        def __init__(self) -> None:
+            self.split = {"communication": 0.0, "aggregation": 0.0, "computation": 0.0}
+            self._t = time.perf_counter()
+
+        def lap(self, activity: str) -> None:
+            now = time.perf_counter()
+            self.split[activity] += now - self._t
+            self._t = now
+
+
+__all__ = ["NodeConfig", "Contribution", "ProtocolNode", "GRADIENT", "MODEL"]

@@ -1,0 +1,136 @@
+"""Run a whole job's nodes inside one asyncio loop (real gRPC on loopback, one process).
+
+Cheaper than one process per replica (torch is imported once) while every message still crosses
+a real socket through the real transport. Real-process runs live in test_node_process.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from garfield.adapters import create
+from garfield.node import make_attack
+from garfield.observability.state import NodeState
+from garfield.protocol import ROLES
+from garfield.protocol.base import NodeConfig, ProtocolNode
+from garfield.spec.validation import validate_manifest
+from garfield.task import load_task
+
+TASK = "tinytask:mlp"
+
+
+def free_ports(count: int) -> list[int]:
+    sockets, ports = [], []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+        ports.append(s.getsockname()[1])
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def manifest(servers: int | None, fs: int, workers: int, fw: int, *, steps: int = 60, server_gar: str = "median",
+             worker_gar: str = "median", worker_attack: dict | None = None, server_attack: dict | None = None,
+             rpc: float = 5.0, startup: float = 30.0, momentum: float = 0.9, eval_interval: int = 0,
+             lr: float | None = None, name: str = "t") -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "framework": "pytorch",
+        "task": {"entrypoint": TASK},
+        "workers": {"replicas": workers, "byzantine": fw, "gar": {"name": worker_gar}},
+        "training": {"steps": steps, "batchSize": 32, "workerMomentum": momentum, "evaluationInterval": eval_interval,
+                     "timeouts": {"rpcSeconds": rpc, "startupSeconds": startup}},
+    }
+    if lr is not None:
+        spec["training"]["learningRate"] = lr
+    if servers is None:
+        spec["topology"] = "decentralized"
+    else:
+        spec["servers"] = {"replicas": servers, "byzantine": fs, "gar": {"name": server_gar}}
+    attack = {}
+    if worker_attack:
+        attack["workers"] = worker_attack
+    if server_attack:
+        attack["servers"] = server_attack
+    if attack:
+        spec["attack"] = attack
+    return {"apiVersion": "garfield.dev/v1alpha1", "kind": "ByzantineTrainingJob", "metadata": {"name": name}, "spec": spec}
+
+
+@dataclass
+class Cluster:
+    nodes: list[ProtocolNode]
+    servers: list[str]
+    workers: list[str]
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def by_role(self, role: str) -> list[ProtocolNode]:
+        return [n for n in self.nodes if n.config.role == role]
+
+
+def build(doc: dict[str, Any], replace: dict[tuple[str, int], str] | None = None) -> Cluster:
+    """Nodes for every replica of `doc`; `replace` maps (role, index) to an address served by
+    something else (a raw impostor), for which no node is built."""
+    job = validate_manifest(doc)
+    spec = job.spec
+    decentral = spec.topology == "decentralized"
+    n_servers = 0 if decentral else spec.servers.replicas  # type: ignore[union-attr]
+    ports = free_ports(n_servers + spec.workers.replicas)
+    servers = [f"127.0.0.1:{p}" for p in ports[:n_servers]]
+    workers = [f"127.0.0.1:{p}" for p in ports[n_servers:]]
+    replace = replace or {}
+    for (role, index), address in replace.items():
+        (servers if role == "server" else workers)[index] = address
+    roles = [("peer", workers)] if decentral else [("server", servers), ("worker", workers)]
+    nodes = []
+    for role, addresses in roles:
+        count = len(addresses)
+        attack_spec = spec.server_attack if role == "server" else spec.worker_attack
+        for index in range(count):
+            if (role, index) in replace:
+                continue
+            bad = None
+            if attack_spec is not None and index >= count - attack_spec.count:
+                bad = {"name": attack_spec.name, "params": attack_spec.params}
+            torch.manual_seed(spec.training.seed)
+            task = load_task(spec.task.entrypoint, spec.task.args)
+            adapter = create("pytorch", task, spec, role, index)
+            attack = make_attack(role, bad)
+            state = NodeState(job.name, role, index, spec.training.steps, byzantine=bad is not None)
+            config = NodeConfig(job=job.name, role=role, index=index, spec=spec, listen=addresses[index],
+                                servers=servers, workers=workers, attack=bad)
+            nodes.append(ROLES[role](config, adapter, state, attack=attack))
+    return Cluster(nodes, servers, workers)
+
+
+async def run(cluster: Cluster, timeout: float = 120.0,
+              during: Callable[[Cluster], Any] | None = None) -> dict[str, int]:
+    """Start every node, run them to the end (optionally running `during(cluster)` alongside);
+    returns each node's exit code (None when it was cancelled)."""
+    for node in cluster.nodes:
+        await node.start()
+    tasks = {node.name: asyncio.create_task(node.run()) for node in cluster.nodes}
+    extra = asyncio.create_task(during(cluster)) if during else None
+    done, pending = await asyncio.wait(tasks.values(), timeout=timeout)
+    for task in pending:
+        task.cancel()
+    if extra:
+        extra.cancel()
+        await asyncio.gather(extra, return_exceptions=True)
+    await asyncio.gather(*pending, return_exceptions=True)
+    codes = {}
+    for name, task in tasks.items():
+        codes[name] = task.result() if task.done() and not task.cancelled() and task.exception() is None else None
+    if pending:
+        raise TimeoutError(f"nodes still running after {timeout} s: {sorted(n for n, t in tasks.items() if t in pending)}")
+    return codes
+
+
+def accuracy(node: ProtocolNode) -> float:
+    return node.adapter.evaluate()["accuracy"]
