@@ -17,15 +17,15 @@
 # - No ENTRYPOINT: Kubernetes `command` replaces it anyway, and the same image runs as the operator
 #   (`garfield-operator`) and as a replica (`python -m garfield node`).
 
+# cpu or cuda. The base images are pinned here by tag (edit them, not build arguments, so that
+# scanners and reviewers see exactly what is pulled).
 ARG VARIANT=cpu
-ARG CPU_BASE=debian:bookworm-slim
-ARG CUDA_BASE=nvidia/cuda:12.8.1-base-ubuntu24.04
-ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 
 # ---------------------------------------------------------------- bases, one per variant
-FROM ${CPU_BASE} AS base-cpu
+FROM debian:12.12-slim AS base-cpu
 
-FROM ${CUDA_BASE} AS base-cuda
+# CUDA 12.8 user-space libraries (from the wheels) need an NVIDIA driver >= 570 on the node.
+FROM nvidia/cuda:12.8.1-base-ubuntu24.04 AS base-cuda
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 
@@ -36,7 +36,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
-FROM ${UV_IMAGE} AS uv
+FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
 
 # ---------------------------------------------------------------- builder
 FROM base AS builder
@@ -44,7 +44,7 @@ ARG VARIANT
 # The uv release pinned above fixes which 3.11 patch release this resolves to.
 ARG PYTHON_VERSION=3.11
 ARG TORCH_VERSION=2.13.0
-# PyTorch wheel index of the CUDA variant (download.pytorch.org/whl/<TORCH_CUDA>); match CUDA_BASE.
+# PyTorch wheel index of the CUDA variant (download.pytorch.org/whl/<TORCH_CUDA>); match base-cuda.
 ARG TORCH_CUDA=cu128
 ARG TENSORFLOW_VERSION=2.21.0
 ARG GRPCIO_VERSION=1.85.1
@@ -82,7 +82,8 @@ RUN if [ "${VARIANT}" = "cuda" ]; then tf="tensorflow[and-cuda]==${TENSORFLOW_VE
       "jsonschema==4.26.0" \
       "prometheus-client==0.26.0" \
       "mlxtend==0.25.0" \
-      "psutil==7.2.2"
+      "psutil==7.2.2" \
+      "numba==0.68.1"
 
 # The project itself (its build hook generates the gRPC modules from garfield.proto). Only the
 # files the wheel needs are copied (see .dockerignore), so editing tests or docs reuses the layers above.
