@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import sys
+import tempfile
 from typing import Any, Callable
 
 import numpy as np
@@ -76,6 +79,39 @@ def thread_count() -> int:
     return _usable_cpus()
 
 
+# Lines TensorFlow's C++ runtime writes to stderr at import even with TF_CPP_MIN_LOG_LEVEL=2
+# (absl INFO lines such as the oneDNN notice, and absl's own pre-initialisation banner).
+_IMPORT_NOISE = re.compile(rb"^(I\d{4} |WARNING: All log messages before absl::InitializeLog)")
+
+
+def _import_quietly() -> Any:
+    """``import tensorflow`` with its C++ import banner filtered out of stderr.
+
+    The banner bypasses Python logging (it is written to file descriptor 2 by absl), so fd 2 is
+    pointed at a temporary file for the import; every line that is not known noise is written back
+    afterwards, so real errors and warnings still reach the log. ``TF_CPP_MIN_LOG_LEVEL=0`` keeps
+    everything."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        import tensorflow
+
+        return tensorflow
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = b"".join(line for line in capture.read().splitlines(keepends=True) if not _IMPORT_NOISE.match(line))
+            if kept:
+                sys.stderr.buffer.write(kept) if hasattr(sys.stderr, "buffer") else sys.stderr.write(kept.decode(errors="replace"))
+                sys.stderr.flush()
+    return tensorflow
+
+
 def import_tensorflow() -> Any:
     """Import TensorFlow once, quietly, with its thread pools sized for this process.
 
@@ -86,7 +122,7 @@ def import_tensorflow() -> Any:
         return _tf
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ INFO/WARNING at import and per op
     try:
-        import tensorflow as tf
+        tf = _import_quietly()
     except ImportError as exc:
         raise ImportError(
             "this job has framework: tensorflow but TensorFlow is not installed in this environment "
@@ -184,8 +220,6 @@ def _arrays(data: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     if len(x) != len(y) or len(x) == 0:
         raise TensorFlowTaskError(f"task.{what}: inputs and targets must be non-empty and of equal length "
                                   f"(got {len(x)} and {len(y)})")
-    if x.dtype == np.float64:
-        x = x.astype(np.float32)  # Keras computes in float32; convert once, not every step
     return x, y
 
 
@@ -227,6 +261,7 @@ class TensorFlowAdapter(FrameworkAdapter):
             self.num_params = int(sum(self._sizes))
             dtypes = {v.dtype for v in self._vars}
             self.dtype = tf.as_dtype(next(iter(dtypes))) if len(dtypes) == 1 else tf.float32
+            self._cast_inputs()
             self.optimizer = _resolve_optimizer(task.optimizer, training.learning_rate)
             self.optimizer.build(self._vars)  # slot variables now, not inside a traced function
             self._compile()
@@ -267,6 +302,20 @@ class TensorFlowAdapter(FrameworkAdapter):
             raise TensorFlowTaskError(f"task.test must be a tf.data.Dataset or an (inputs, targets) pair; got {type(data).__name__}")
         x, y = _arrays(data, "test")
         return [(tf.constant(x[i:i + EVAL_BATCH]), tf.constant(y[i:i + EVAL_BATCH])) for i in range(0, len(x), EVAL_BATCH)]
+
+    def _cast_inputs(self) -> None:
+        """Floating-point array inputs in the model's dtype, converted once on the device instead of
+        by the first layer at every step (float64 NumPy data for a float32 model is the usual case)."""
+        tf = self._tf
+
+        def cast(t: Any) -> Any:
+            return tf.cast(t, self.dtype) if t.dtype.is_floating and t.dtype != self.dtype else t
+
+        if self._train_iter is None:
+            self._x_train = cast(self._x_train)
+            self._train = (self._x_train, self._y_train)
+        if isinstance(self._test, list):
+            self._test = [(cast(x), y) for x, y in self._test]
 
     def _next_indices(self) -> Any:
         """The next batch's indices in this worker's own permutation; reshuffled every epoch."""
