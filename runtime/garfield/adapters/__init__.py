@@ -31,15 +31,23 @@ def create(framework: str, task: Task, spec: Any, role: str, index: int) -> Fram
             raise AdapterError(f"framework 'pytorch' needs torch: {exc}") from exc
         return TorchAdapter(task, spec, role, index)
     if framework == "tensorflow":
-        try:
-            import tensorflow  # noqa: F401
-        except ImportError as exc:
-            raise AdapterError("framework 'tensorflow' needs TensorFlow, which is not installed here: "
-                               "pip install 'garfield[tensorflow]' (tensorflow-cpu) or tensorflow[and-cuda]") from exc
+        _import_tensorflow()
         from garfield.adapters.tensorflow import TensorFlowAdapter
 
         return TensorFlowAdapter(task, spec, role, index)
     raise AdapterError(f"unknown framework {framework!r}; known: {', '.join(FRAMEWORKS)}")
+
+
+def _import_tensorflow() -> Any:
+    """TensorFlow, imported quietly with thread pools sized for this process (before the user's
+    task imports Keras), or AdapterError saying how to install it."""
+    from garfield.adapters.tensorflow import import_tensorflow
+
+    try:
+        return import_tensorflow()
+    except ImportError as exc:
+        raise AdapterError("framework 'tensorflow' needs TensorFlow, which is not installed here: "
+                           "pip install 'garfield[tensorflow]' (tensorflow-cpu) or tensorflow[and-cuda]") from exc
 
 
 def seed_everything(framework: str, seed: int) -> None:
@@ -52,11 +60,7 @@ def seed_everything(framework: str, seed: int) -> None:
 
         torch.manual_seed(seed)
     elif framework == "tensorflow":
-        try:
-            import tensorflow as tf
-        except ImportError:
-            return
-        tf.random.set_seed(seed)
+        _import_tensorflow().random.set_seed(seed)  # fails here, before the task imports Keras
 
 
 __all__ = ["FRAMEWORKS", "AdapterError", "FrameworkAdapter", "create", "seed_everything"]
