@@ -9,7 +9,6 @@ gets k = n - f honest vectors, each with its own momentum, computed on the worke
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from garfield.adapters.base import FrameworkAdapter, Tensor
@@ -23,7 +22,6 @@ class GradientSource:
         self.attack = attack
         self.n, self.f = n, f
         self.omniscient = bool(attack is not None and getattr(attack, "omniscient", False))
-        self.silent = bool(attack is not None and getattr(attack, "silent", False))
         self._buffers: list[Tensor | None] = [None] * (max(1, n - f) if self.omniscient else 1)
         if attack is not None and getattr(attack, "label_transform", None) is not None:
             adapter.label_transform = attack.label_transform
@@ -35,9 +33,8 @@ class GradientSource:
         return buffer, loss
 
     def compute(self, step: int) -> tuple[Tensor | None, float]:
-        """The vector to offer for `step` (None: offer nothing) and the training loss."""
-        if self.silent:
-            return None, math.nan
+        """The vector to offer for `step` (None: offer nothing) and the training loss. An attack
+        may return None (a silent or crashed worker): the node then answers nothing for the step."""
         if self.attack is None:
             return self._honest(0)
         if self.omniscient:

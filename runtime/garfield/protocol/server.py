@@ -35,7 +35,7 @@ class ServerNode(ProtocolNode):
     async def offer_model(self, step: int) -> None:
         model = self.adapter.get_params()
         if self.attack is not None:
-            model = None if getattr(self.attack, "silent", False) else self.attack.corrupt(model, step)
+            model = self.attack.corrupt(model, step)  # None: a silent server answers nothing
         await self.publish(MODEL, step, model, self.state.loss if self.state.loss is not None else float("nan"))
 
     async def train(self) -> None:
@@ -45,7 +45,7 @@ class ServerNode(ProtocolNode):
         replicated = servers.replicas > 1
         step = 0
         await self.offer_model(step)
-        self.maybe_evaluate_initial()
+        self.state.set_step(0)
         while step < self.total_steps:
             timer = self.Timer()
             grads = await self.collect(self.worker_peers, workers.quorum, GRADIENT, step)
@@ -73,6 +73,3 @@ class ServerNode(ProtocolNode):
             self.state.add_timing(**timer.split)
             self.state.set_step(step)
             self.maybe_evaluate(step)
-
-    def maybe_evaluate_initial(self) -> None:
-        self.state.set_step(0)
