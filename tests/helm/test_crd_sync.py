@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import yaml
+
 from garfield.cli import render_crd_yaml
 from garfield.spec.schema import crd
 
@@ -21,8 +23,13 @@ def test_crd_files_match_the_schema() -> None:
     assert CHART_CRD_FILE.read_bytes() == CRD_FILE.read_bytes(), f"the chart's CRD differs from crds/: {HINT}"
 
 
-def test_the_chart_ships_only_the_garfield_crd() -> None:
-    assert sorted(p.name for p in (CHART / "crds").iterdir()) == ["byzantinetrainingjobs.yaml"]
+def test_the_chart_ships_the_garfield_crd_and_kopfs_peering_crds() -> None:
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == ["byzantinetrainingjobs.yaml", "kopf-peerings.yaml"]
+    docs = list(yaml.safe_load_all((CHART / "crds" / "kopf-peerings.yaml").read_text()))
+    assert {(d["spec"]["names"]["kind"], d["spec"]["scope"]) for d in docs} == {
+        ("KopfPeering", "Namespaced"), ("ClusterKopfPeering", "Cluster")}
+    # kopf finds them at kopf.dev/v1 (kopf._cogs.structs.references).
+    assert all(d["spec"]["group"] == "kopf.dev" and d["spec"]["versions"][0]["name"] == "v1" for d in docs)
 
 
 def test_sync_script_check_mode_detects_drift(tmp_path) -> None:
