@@ -33,7 +33,7 @@ _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = -1
 _pool_size = 0
-_TORCH_CHUNK = 1 << 22  # elements per chunk on the torch path
+_TORCH_CHUNK = 1 << 21  # elements per chunk on the torch path
 
 
 @contextlib.contextmanager

@@ -16,7 +16,8 @@ them; ties are broken toward the lowest row index unless stated):
 - multi-krum: the mean of the m inputs with the smallest Krum scores (scores computed once, on all
   inputs), default m = n-f.
 - bulyan: theta = n-2f inputs chosen by iterated Krum (Krum on the remaining inputs, with the
-  same f, winner removed, theta times); then per coordinate the mean of the beta = theta-2f
+  same f, winner removed, theta times; equal Krum scores, which one neighbour makes structural at
+  the last steps, go to the smaller total distance to the remaining inputs); then per coordinate the mean of the beta = theta-2f
   selected values closest to their median (El Mhamdi et al. 2018).
 - mda: minimum-diameter averaging: the mean of the subset of n-f inputs with the smallest
   diameter (largest pairwise distance); exact (pruned clique search, see `_kernels`); ties go to
@@ -167,7 +168,11 @@ def bulyan(b: Batch) -> torch.Tensor:
     for _ in range(theta):
         active = np.array(remaining, dtype=np.int64)
         scores = _krum_scores(D, active, b.f)
-        pick = remaining[int(np.argmin(scores))]
+        # Equal scores are structural late in the iteration (with one neighbour, two mutual
+        # nearest neighbours always tie): break them by the total distance to the remaining
+        # inputs, then by index, so the selection does not depend on the input order.
+        spread = D[np.ix_(active, active)].sum(axis=1)
+        pick = remaining[int(np.lexsort((active, spread, scores))[0])]
         chosen.append(pick)
         remaining.remove(pick)
     chosen.sort()
