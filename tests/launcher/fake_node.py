@@ -63,6 +63,10 @@ while True:
     if state["step"] < total and behaviour != "hang":
         state["step"] += 1
     elif holds_model and behaviour != "hang":
+        if state["phase"] != "done":
+            # the real node's structured "done" line: the launcher reads the final accuracy from it
+            print(json.dumps({"msg": "done", "step": total, "accuracy": 0.95 + index / 1000, "rejected": {"stale": index}}),
+                  flush=True)
         state["phase"] = "done"
         if behaviour != "linger":
             time.sleep(0.05)

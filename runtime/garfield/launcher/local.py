@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 from garfield.launcher import children as proc
 from garfield.launcher.ports import loopback_table
-from garfield.launcher.status import Progress, fetch_status, format_line, summarize
+from garfield.launcher.status import Progress, fetch_status, final_from_log, format_line, summarize
 from garfield.launcher.summary import FAILED, INTERRUPTED, SUCCEEDED, TIMED_OUT, RunResult
 from garfield.plan import PEER, SERVER, WORKER, Loopback, Plan, Replica, make_plan
 from garfield.spec.validation import InvalidJob, Job, load_job, validate_manifest
@@ -283,6 +283,14 @@ class _Supervisor:
     def total_steps(self) -> int:
         return self.job.spec.training.steps
 
+    def merge_final_logs(self) -> None:
+        """Complete each correct server's last status with the "done" line of its log (see final_from_log)."""
+        for child in self.correct_primaries():
+            final = final_from_log(child.log_path)
+            if final is not None:
+                merged = {**self.last_status.get(child.name, {}), **final, "phase": "done"}
+                self.last_status[child.name] = merged
+
     # -- stop --------------------------------------------------------------------------------------
     def stop(self) -> None:
         proc.stop(self.children, grace=self.grace)
@@ -333,6 +341,7 @@ def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None
         finally:
             supervisor.poll_statuses()
             supervisor.stop()
+            supervisor.merge_final_logs()
             wall = time.monotonic() - started
             result = RunResult(
                 job=job.name, topology=plan.topology, outcome=outcome, message=message,

@@ -11,6 +11,7 @@ import statistics
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -23,6 +24,33 @@ def fetch_status(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> di
     except (OSError, urllib.error.URLError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def final_from_log(path: Path, tail_bytes: int = 1 << 16) -> dict[str, Any] | None:
+    """The fields of the node's last structured ``"msg": "done"`` log line, if it wrote one.
+
+    A correct server reports "done" on `/status` only while it lingers for its peers' last requests;
+    the log line it writes at that moment is the record that survives its exit, so the summary's final
+    accuracy never depends on the launcher's refresh tick catching that short window.
+    """
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - tail_bytes))
+            lines = handle.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if '"done"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("msg") == "done":
+            return {k: entry[k] for k in ("step", "accuracy", "loss", "rejected") if k in entry}
+    return None
 
 
 def _num(value: Any) -> float | None:
