@@ -231,8 +231,10 @@ class ControlPlane:
 
     def api_client(self) -> Any:
         """A kubernetes.client.ApiClient authenticated as cluster admin."""
+        import urllib3
         from kubernetes import client
 
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # self-signed test apiserver
         cfg = client.Configuration()
         cfg.host = self.server
         cfg.verify_ssl = False

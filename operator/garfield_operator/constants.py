@@ -1,0 +1,67 @@
+"""The operator's vocabulary: API coordinates, labels, annotations, condition types and reasons."""
+
+from __future__ import annotations
+
+from garfield.spec import schema
+
+GROUP = schema.GROUP
+VERSION = schema.VERSION
+PLURAL = schema.PLURAL
+KIND = schema.KIND
+API_VERSION = schema.API_VERSION
+
+PREFIX = "garfield.dev"
+LABEL_JOB = f"{PREFIX}/job-name"
+LABEL_ROLE = f"{PREFIX}/role"
+LABEL_INDEX = f"{PREFIX}/index"
+LABEL_BYZANTINE = f"{PREFIX}/byzantine"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "garfield-operator"
+
+# A pod created to replace a lost one (not a first start): the replica counts as lost until the
+# replacement runs, so f+1 failures in a row fail the job even while replacements are pending.
+ANNOTATION_REPLACEMENT = f"{PREFIX}/replacement"
+ANNOTATION_SPEC_HASH = f"{PREFIX}/spec-hash"
+FINALIZER = f"{PREFIX}/operator"
+
+CONTAINER_NAME = "garfield"
+PORT_GRPC_NAME = "grpc"
+PORT_METRICS_NAME = "metrics"
+
+# Phases (status.phase).
+PENDING, RUNNING, RESTARTING, SUSPENDED, SUCCEEDED, FAILED = (
+    "Pending", "Running", "Restarting", "Suspended", "Succeeded", "Failed")
+TERMINAL_PHASES = (SUCCEEDED, FAILED)
+
+# Condition types (status.conditions[].type).
+COND_CREATED = "Created"
+COND_RUNNING = "Running"
+COND_RESTARTING = "Restarting"
+COND_SUSPENDED = "Suspended"
+COND_SUCCEEDED = "Succeeded"
+COND_FAILED = "Failed"
+COND_INVALID = "Invalid"
+COND_DEGRADED = "Degraded"
+
+# Reasons (CamelCase, machine-readable).
+R_INVALID_SPEC = "InvalidSpec"
+R_VALID_SPEC = "ValidSpec"
+R_PODS_CREATED = "PodsCreated"
+R_QUORUM_RUNNING = "QuorumRunning"
+R_WAITING_FOR_QUORUM = "WaitingForQuorum"
+R_POD_FAILED = "PodFailed"
+R_POD_RECREATED = "PodRecreated"
+R_TOO_MANY_FAILURES = "TooManyFailures"
+R_BACKOFF_LIMIT = "BackoffLimitExceeded"
+R_DEADLINE = "DeadlineExceeded"
+R_SUSPENDED = "JobSuspended"
+R_RESUMED = "JobResumed"
+R_SUCCEEDED = "JobSucceeded"
+R_IMAGE_PULL = "ImagePullBackOff"
+R_UNSCHEDULABLE = "Unschedulable"
+R_CONTAINER_CONFIG = "CreateContainerConfigError"
+R_PODS_HEALTHY = "PodsHealthy"
+R_TTL_EXPIRED = "TTLExpired"
+
+# Role -> status.replicaStatuses key (peers of a decentralized job are its workers).
+STATUS_KEY = {"server": "servers", "worker": "workers", "peer": "workers"}

@@ -1,0 +1,216 @@
+"""Level-triggered reconciliation: read the job, its pods and service; decide; apply.
+
+kopf's watches only say *which* job to look at (see ``handlers``); each pass then reads fresh state
+from the apiserver (a GET, a label-selected LIST and a GET), so a decision never rests on a stale
+cache, and a restarted operator picks up exactly where the cluster is. Deletions go before
+creations (a failed pod must be gone before its replacement takes the name), creations run
+concurrently, and every error is retried with per-job exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import time
+from typing import Any
+
+from garfield_operator import constants as C
+from garfield_operator import progress as P
+from garfield_operator.kube import ApiError, Client, core_path, jobs_path
+from garfield_operator.metrics import Metrics
+from garfield_operator.reconcile import Decision, Event, Observed, StatusTarget, decide
+from garfield_operator.settings import Config
+from garfield_operator.status import rfc3339
+from garfield_operator.workqueue import WorkQueue
+
+log = logging.getLogger("garfield_operator")
+Key = tuple[str, str]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Controller:
+    def __init__(self, config: Config, client: Client, metrics: Metrics, source: P.StatusSource,
+                 *, resync_interval: float = 300.0) -> None:
+        self.config = config
+        self.client = client
+        self.metrics = metrics
+        self.source = source
+        self.queue = WorkQueue()
+        self.known: set[Key] = set()
+        self.progress: dict[Key, dict[str, Any]] = {}
+        self.targets: dict[Key, list[StatusTarget]] = {}
+        self.resync_interval = resync_interval
+        self.instance = os.environ.get("HOSTNAME", "garfield-operator")
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # -- event intake (called by kopf handlers) --------------------------------------------------
+    def job_event(self, event_type: str | None, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        if event_type == "DELETED":
+            self.known.discard(key)
+            self.progress.pop(key, None)
+            self.targets.pop(key, None)
+            self.queue.discard(key)
+            self.metrics.set_phase(key, None)
+            return
+        self.known.add(key)
+        self.queue.add(key)
+        self.metrics.queue_depth.set(len(self.queue))
+
+    def child_event(self, namespace: str, job_name: str) -> None:
+        self.queue.add((namespace, job_name))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self.queue.run_workers(self.config.workers, self.reconcile_key), name="garfield-workers"),
+            asyncio.create_task(self._progress_loop(), name="garfield-progress"),
+            asyncio.create_task(self._resync_loop(), name="garfield-resync"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.queue.close()
+        await self.client.close()
+        await self.source.close()
+
+    def healthy(self) -> dict[str, Any]:
+        dead = [t.get_name() for t in self._tasks if t.done()]
+        if dead:
+            raise RuntimeError(f"background tasks stopped: {', '.join(dead)}")
+        return {"jobs": len(self.known), "queued": len(self.queue)}
+
+    # -- one reconcile ---------------------------------------------------------------------------
+    async def reconcile_key(self, key: Key) -> None:
+        started = time.perf_counter()
+        try:
+            await self._reconcile(*key)
+            self.queue.forget(key)
+        except Exception as exc:  # retried: the next pass starts from fresh state
+            reason = f"http{exc.status}" if isinstance(exc, ApiError) else type(exc).__name__
+            self.metrics.errors.labels(reason).inc()
+            delay = self.queue.add_rate_limited(key)
+            log.warning("reconcile of %s/%s failed, retrying in %.1fs: %s", key[0], key[1], delay, exc,
+                        extra={"job": f"{key[0]}/{key[1]}"})
+        finally:
+            self.metrics.reconciles.inc()
+            self.metrics.latency.observe(time.perf_counter() - started)
+            self.metrics.queue_depth.set(len(self.queue))
+
+    async def _reconcile(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        job = await self.client.get_or_none(jobs_path(namespace, name))
+        if job is None:
+            self.job_event("DELETED", namespace, name)
+            return
+        uid = job["metadata"]["uid"]
+        pods, service = await asyncio.gather(
+            self.client.list(core_path(namespace, "pods"), f"{C.LABEL_JOB}={name}"),
+            self.client.get_or_none(core_path(namespace, "services", name)),
+        )
+        owned = [p for p in pods if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or [])]
+        now = utcnow()
+        decision = decide(Observed(job, owned, service is not None, now, self.progress.get(key)), self.config.runtime_image)
+        errors = await self._apply(job, decision, now)
+        self.metrics.set_phase(key, decision.phase)
+        if decision.progress_targets:
+            self.targets[key] = decision.progress_targets
+        else:
+            self.targets.pop(key, None)
+        if errors:
+            raise errors[0]
+        if decision.requeue_after is not None:
+            self.queue.add_after(key, decision.requeue_after)
+
+    async def _apply(self, job: dict[str, Any], d: Decision, now: dt.datetime) -> list[Exception]:
+        meta = job["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        errors: list[Exception] = []
+        if d.delete_pods:
+            results = await self.client.gather([
+                self.client.delete(core_path(ns, "pods", p.name), uid=p.uid, grace_seconds=p.grace_seconds)
+                for p in d.delete_pods])
+            self.metrics.pods_deleted.inc(sum(1 for r in results if r is True))
+            errors += [r for r in results if isinstance(r, Exception)]
+        if d.create_service is not None:
+            try:
+                await self.client.create(core_path(ns, "services"), d.create_service)
+            except ApiError as exc:
+                errors.append(exc)
+                d.events.append(Event("Warning", "FailedCreate", f"service {name}: {exc.message}"))
+        if d.create_pods:
+            results = await self.client.gather(
+                [self.client.create(core_path(ns, "pods"), pod) for pod in d.create_pods], limit=32)
+            self.metrics.pods_created.inc(sum(1 for r in results if isinstance(r, dict)))
+            for pod, result in zip(d.create_pods, results):
+                if isinstance(result, Exception):
+                    errors.append(result)
+                    if isinstance(result, ApiError) and result.status in (400, 403, 422):
+                        d.events.append(Event("Warning", "FailedCreate", f"pod {pod['metadata']['name']}: {result.message}"))
+        if d.status_patch is not None:
+            try:
+                await self.client.merge_patch(jobs_path(ns, name) + "/status", {"status": d.status_patch})
+            except ApiError as exc:
+                if exc.status != 404:
+                    errors.append(exc)
+        if d.events:
+            await self.client.gather([self._post_event(job, ev, now) for ev in d.events])
+        if d.delete_job:
+            await self.client.delete(jobs_path(ns, name), uid=meta["uid"])
+        for ev in d.events:
+            level = logging.WARNING if ev.type == "Warning" else logging.INFO
+            log.log(level, "%s: %s", ev.reason, ev.message, extra={"job": f"{ns}/{name}", "reason": ev.reason})
+        return errors
+
+    async def _post_event(self, job: dict[str, Any], ev: Event, now: dt.datetime) -> None:
+        meta = job["metadata"]
+        stamp = rfc3339(now)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": C.API_VERSION, "kind": C.KIND, "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta["uid"]},
+            "reason": ev.reason,
+            "message": ev.message[:1024],
+            "type": ev.type,
+            "source": {"component": C.MANAGER},
+            "reportingComponent": C.MANAGER,
+            "reportingInstance": self.instance,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            await self.client.create(core_path(meta["namespace"], "events"), body)
+        except ApiError as exc:  # events are best effort; the status carries the same facts
+            log.debug("cannot post event %s: %s", ev.reason, exc)
+
+    # -- background loops ------------------------------------------------------------------------
+    async def _progress_loop(self) -> None:
+        sem = asyncio.Semaphore(32)
+
+        async def one(key: Key, targets: list[StatusTarget]) -> None:
+            async with sem:
+                summary = await P.read(self.source, targets, utcnow())
+            if summary is not None and not P.same_progress(summary, self.progress.get(key)) and key in self.known:
+                self.progress[key] = summary
+                self.queue.add(key)
+
+        while True:
+            await asyncio.sleep(self.config.progress_interval)
+            await asyncio.gather(*(one(k, t) for k, t in list(self.targets.items())), return_exceptions=True)
+
+    async def _resync_loop(self) -> None:
+        """Look at every job now and then, whatever the watches said (they can drop events)."""
+        while True:
+            await asyncio.sleep(self.resync_interval)
+            for key in list(self.known):
+                self.queue.add(key)

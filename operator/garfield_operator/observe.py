@@ -1,0 +1,107 @@
+"""What a pod's status means for its job (pure).
+
+Kubeflow users' top complaints are failed pods reported as running and stuck pods reported as
+nothing: this module reads the kubelet's and scheduler's signals (phase, container states,
+PodScheduled) into one small record per pod, with a human reason for every bad state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from garfield_operator import constants as C
+
+# Container waiting reasons that never resolve by waiting on their own.
+IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+                                "RegistryUnavailable"})
+CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    uid: str
+    role: str
+    index: int
+    phase: str  # Pending | Running | Succeeded | Failed | Unknown
+    ready: bool
+    terminating: bool
+    replacement: bool
+    pod_ip: str
+    failure: str = ""  # why it failed, for Failed pods
+    problem_reason: str = ""  # ImagePullBackOff | Unschedulable | CreateContainerConfigError, for stuck pods
+    problem: str = ""
+
+    @property
+    def active(self) -> bool:
+        return not self.terminating and self.phase in ("Pending", "Running", "Unknown")
+
+    @property
+    def failed(self) -> bool:
+        return self.phase == "Failed"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.phase == "Succeeded"
+
+    @property
+    def running(self) -> bool:
+        return self.phase == "Running" and not self.terminating
+
+
+def _failure(status: dict[str, Any]) -> str:
+    for cs in status.get("containerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated")
+        if term:
+            reason = term.get("reason") or "Error"
+            detail = f"exit code {term.get('exitCode')}" if term.get("exitCode") is not None else ""
+            msg = term.get("message") or ""
+            return ": ".join(p for p in (reason, ", ".join(x for x in (detail, msg) if x)) if p)
+    if status.get("reason") or status.get("message"):
+        return ": ".join(p for p in (status.get("reason"), status.get("message")) if p)
+    return "Failed"
+
+
+def _problem(status: dict[str, Any]) -> tuple[str, str]:
+    for cs in status.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason") or ""
+        if reason in IMAGE_PULL_REASONS:
+            image = cs.get("image") or ""
+            detail = waiting.get("message") or reason
+            return C.R_IMAGE_PULL, f"cannot pull image {image!r}: {detail}" if image else detail
+        if reason in CONFIG_REASONS:
+            return C.R_CONTAINER_CONFIG, waiting.get("message") or reason
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+            return C.R_UNSCHEDULABLE, cond.get("message") or "no node fits the pod"
+    return "", ""
+
+
+def view(pod: dict[str, Any]) -> PodView:
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    labels = meta.get("labels") or {}
+    phase = status.get("phase") or "Pending"
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    failure = _failure(status) if phase == "Failed" else ""
+    reason, problem = _problem(status) if phase == "Pending" else ("", "")
+    try:
+        index = int(labels.get(C.LABEL_INDEX, "-1"))
+    except ValueError:
+        index = -1
+    return PodView(
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        role=labels.get(C.LABEL_ROLE, ""),
+        index=index,
+        phase=phase,
+        ready=ready and phase == "Running",
+        terminating=bool(meta.get("deletionTimestamp")),
+        replacement=(meta.get("annotations") or {}).get(C.ANNOTATION_REPLACEMENT) == "true",
+        pod_ip=status.get("podIP") or "",
+        failure=failure,
+        problem_reason=reason,
+        problem=problem,
+    )

@@ -1,0 +1,324 @@
+"""Desired vs observed -> one Decision (pure).
+
+Level-triggered: the decision depends only on the job as stored, its pods and service as they are
+now, the clock and the latest training progress, never on which event woke the operator. So a
+restarted operator, a repeated event or a lost one all converge to the same state, and re-running
+a reconcile never duplicates a pod (creates are by fixed name; the apiserver refuses a second one).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from garfield.plan import ClusterDNS, Plan, make_plan
+from garfield.spec.validation import InvalidJob, Job, validate_manifest
+
+from garfield_operator import constants as C
+from garfield_operator import rendering
+from garfield_operator import status as S
+from garfield_operator.observe import PodView, view
+from garfield_operator.policies import cleanup, completion, deadline, failure, suspend, ttl
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PodDeletion:
+    name: str
+    uid: str
+    grace_seconds: int | None = None  # None: the pod's own terminationGracePeriodSeconds
+
+
+@dataclass(frozen=True)
+class StatusTarget:
+    """A correct server (peer) whose /status the progress reader polls."""
+
+    pod: str
+    ip: str
+    port: int
+
+
+@dataclass
+class Observed:
+    job: Manifest
+    pods: list[Manifest]
+    service_exists: bool
+    now: dt.datetime
+    progress: dict[str, Any] | None = None
+
+
+@dataclass
+class Decision:
+    create_service: Manifest | None = None
+    create_pods: list[Manifest] = field(default_factory=list)
+    delete_pods: list[PodDeletion] = field(default_factory=list)
+    status_patch: dict[str, Any] | None = None
+    events: list[Event] = field(default_factory=list)
+    delete_job: bool = False
+    requeue_after: float | None = None
+    phase: str = ""
+    progress_targets: list[StatusTarget] = field(default_factory=list)
+
+    def requeue(self, seconds: float | None) -> None:
+        if seconds is None:
+            return
+        seconds = max(seconds, 0.05)
+        self.requeue_after = seconds if self.requeue_after is None else min(self.requeue_after, seconds)
+
+
+def _manifest(job: Manifest) -> Manifest:
+    meta = job.get("metadata") or {}
+    return {"apiVersion": job.get("apiVersion"), "kind": job.get("kind"),
+            "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
+            "spec": job.get("spec")}
+
+
+class _Pass:
+    """One reconcile pass: the observed state, the status being built and the decision."""
+
+    def __init__(self, obs: Observed, default_image: str) -> None:
+        self.obs = obs
+        self.job = obs.job
+        self.meta = obs.job["metadata"]
+        self.now = obs.now
+        self.prev: S.Status = copy.deepcopy(obs.job.get("status") or {})
+        self.st: S.Status = copy.deepcopy(self.prev)
+        self.d = Decision()
+        self.default_image = default_image
+        self.views: dict[str, PodView] = {}
+        self.deleting: set[str] = set()
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def cond(self, ctype: str, value: bool, reason: str, message: str) -> bool:
+        return S.set_condition(self.st, ctype, value, reason, message, self.now)
+
+    def event(self, etype: str, reason: str, message: str) -> None:
+        self.d.events.append(Event(etype, reason, message))
+
+    def delete(self, v: PodView, grace: int | None = None) -> None:
+        if v.name not in self.deleting:
+            self.deleting.add(v.name)
+            self.d.delete_pods.append(PodDeletion(v.name, v.uid, grace))
+
+    def finish(self, phase: str, reason: str, message: str, policy: Any) -> None:
+        self.st["phase"] = phase
+        self.st["completionTime"] = S.rfc3339(self.now)
+        ctype = C.COND_SUCCEEDED if phase == C.SUCCEEDED else C.COND_FAILED
+        self.cond(ctype, True, reason, message)
+        self.cond(C.COND_RUNNING, False, reason, message)
+        if S.get_condition(self.st, C.COND_RESTARTING):
+            self.cond(C.COND_RESTARTING, False, reason, message)
+        self.event("Normal" if phase == C.SUCCEEDED else "Warning", reason, message)
+        self.terminal(policy)
+
+    def terminal(self, policy: Any) -> None:
+        for v in cleanup.pods_to_delete(policy.clean_pod_policy, self.views.values()):
+            self.delete(v)
+        left = ttl.remaining(S.parse_time(self.st.get("completionTime")), policy.ttl_seconds_after_finished, self.now)
+        if left is not None and left <= 0:
+            self.d.delete_job = True
+            self.event("Normal", C.R_TTL_EXPIRED,
+                       f"deleting the job {policy.ttl_seconds_after_finished}s after it finished (ttlSecondsAfterFinished)")
+        else:
+            self.d.requeue(left)
+
+    # -- the pass --------------------------------------------------------------------------------
+    def run(self) -> Decision:
+        if self.meta.get("deletionTimestamp"):
+            return self.d
+        job = self.validate()
+        if job is not None:
+            self.reconcile(job)
+        self.st["observedGeneration"] = self.meta.get("generation")
+        self.d.status_patch = S.patch_for(self.prev, self.st)
+        self.d.phase = self.st.get("phase") or C.PENDING
+        return self.d
+
+    def validate(self) -> Job | None:
+        try:
+            return validate_manifest(_manifest(self.job), source=f"{self.meta.get('namespace')}/{self.meta.get('name')}")
+        except InvalidJob as exc:
+            message = "; ".join(exc.errors)
+            before = S.get_condition(self.prev, C.COND_INVALID)
+            self.cond(C.COND_INVALID, True, C.R_INVALID_SPEC, message)
+            self.cond(C.COND_FAILED, True, C.R_INVALID_SPEC, message)
+            self.st["phase"] = C.FAILED
+            if not (before and before.get("status") == "True" and before.get("message") == message):
+                self.event("Warning", C.R_INVALID_SPEC, message)
+            return None
+
+    def reconcile(self, job: Job) -> None:
+        spec, policy = job.spec, job.spec.run_policy
+        if S.is_true(self.st, C.COND_INVALID):  # fixed by the user: start over
+            self.st = {}
+            self.cond(C.COND_INVALID, False, C.R_VALID_SPEC, "the spec passes validation")
+            self.event("Normal", C.R_VALID_SPEC, "the spec was fixed and passes validation")
+        plan = make_plan(job, ClusterDNS(self.meta["namespace"]))
+        names = {r.name for r in plan.replicas}
+        self.views = {}
+        for pod in self.obs.pods:
+            v = view(pod)
+            if v.name in names:
+                self.views[v.name] = v
+            elif not v.terminating:
+                self.delete(v)  # not part of the plan any more (e.g. replicas lowered)
+        phase = self.st.get("phase")
+
+        if phase in C.TERMINAL_PHASES:
+            self.terminal(policy)
+            return
+
+        if policy.suspend:
+            for v in suspend.pods_to_delete(self.views.values()):
+                self.delete(v)
+            if phase != C.SUSPENDED:
+                self.event("Normal", C.R_SUSPENDED, "runPolicy.suspend is true: deleting the job's pods")
+            self.st["phase"] = C.SUSPENDED
+            self.st["startTime"] = None  # the deadline clock restarts on resume
+            self.cond(C.COND_SUSPENDED, True, C.R_SUSPENDED, "runPolicy.suspend is true")
+            self.cond(C.COND_RUNNING, False, C.R_SUSPENDED, "the job is suspended")
+            return
+        if phase == C.SUSPENDED:
+            self.cond(C.COND_SUSPENDED, False, C.R_RESUMED, "runPolicy.suspend is false")
+            self.event("Normal", C.R_RESUMED, "runPolicy.suspend is false: recreating the job's pods")
+
+        image = spec.image or self.default_image
+        if not self.obs.service_exists:
+            self.d.create_service = rendering.render_service(self.job, plan)
+
+        start = S.parse_time(self.st.get("startTime"))
+        left = deadline.remaining(start, policy.active_deadline_seconds, self.now)
+        if left is not None and left <= 0:
+            self.finish(C.FAILED, C.R_DEADLINE,
+                        f"the job ran longer than runPolicy.activeDeadlineSeconds={policy.active_deadline_seconds}", policy)
+            return
+        self.d.requeue(left)
+
+        outcome = failure.evaluate(plan, self.views, spec, int(self.st.get("restarts") or 0), started=start is not None)
+        if outcome.terminal_reason:
+            self.finish(C.FAILED, outcome.terminal_reason, outcome.terminal_message, policy)
+            return
+        counts_failed: dict[str, int] = {}
+        for v in outcome.recreate:
+            self.delete(v, grace=0)
+            key = C.STATUS_KEY.get(v.role, "workers")
+            counts_failed[key] = counts_failed.get(key, 0) + 1
+            restarts = int(self.st.get("restarts") or 0) + 1
+            self.st["restarts"] = restarts
+            self.event("Warning", C.R_POD_FAILED,
+                       f"pod {v.name} failed ({v.failure}); recreating it (restart {restarts} of "
+                       f"backoffLimit {policy.backoff_limit}); {len(outcome.lost.get(v.role, []))} {v.role}s lost, "
+                       f"f={failure.tolerated(spec, v.role)} tolerated")
+
+        self.create_missing(plan, image, start is not None, policy.restart_policy)
+        if start is None and self.d.create_pods:
+            self.st["startTime"] = S.rfc3339(self.now)
+            message = f"created {len(self.d.create_pods)} pods and the headless service {plan.service_name}"
+            self.cond(C.COND_CREATED, True, C.R_PODS_CREATED, message)
+            self.event("Normal", C.R_PODS_CREATED, message)
+            self.d.requeue(policy.active_deadline_seconds)
+
+        statuses = S.replica_statuses(plan, self.views.values(), self.prev)
+        for key, n in counts_failed.items():
+            statuses[key]["failed"] += n
+        for pod in self.d.create_pods:  # created now: Pending, hence active, once this pass applies
+            statuses[C.STATUS_KEY[pod["metadata"]["labels"][C.LABEL_ROLE]]]["active"] += 1
+        if policy.restart_policy == "Never":
+            for key in statuses:
+                now_failed = sum(1 for v in self.views.values() if v.failed and C.STATUS_KEY.get(v.role) == key)
+                statuses[key]["failed"] = max(statuses[key]["failed"], now_failed)
+        self.st["replicaStatuses"] = statuses
+
+        done, message = completion.succeeded(plan, self.views, spec)
+        if done:
+            self.finish(C.SUCCEEDED, C.R_SUCCEEDED, message, policy)
+            return
+
+        self.degraded()
+        self.set_phase(plan, spec, outcome)
+        self.progress(plan, spec)
+
+    def create_missing(self, plan: Plan, image: str, started: bool, restart_policy: str) -> None:
+        digest = rendering.spec_hash(plan, image)
+        for replica in plan.replicas:
+            v = self.views.get(replica.name)
+            if v is not None and replica.name not in self.deleting:
+                continue
+            if v is not None and v.terminating:
+                continue  # the old pod is still going away; its DELETED event brings us back
+            if v is not None and v.failed and restart_policy == "Never":
+                continue
+            self.d.create_pods.append(
+                rendering.render_pod(self.job, plan, replica, image, replacement=started, digest=digest))
+
+    def degraded(self) -> None:
+        stuck = [v for v in self.views.values() if v.problem_reason and v.name not in self.deleting]
+        before = S.get_condition(self.prev, C.COND_DEGRADED)
+        if stuck:
+            reason = stuck[0].problem_reason
+            message = "; ".join(f"{v.name}: {v.problem}" for v in sorted(stuck, key=lambda v: v.name))
+            self.cond(C.COND_DEGRADED, True, reason, message)
+            seen = before.get("message", "") if before and before.get("status") == "True" else ""
+            for v in stuck:  # one Warning per pod and problem, when it first shows up
+                if f"{v.name}: {v.problem}" not in seen:
+                    self.event("Warning", v.problem_reason, f"pod {v.name}: {v.problem}")
+        elif before is not None and before.get("status") == "True":
+            self.cond(C.COND_DEGRADED, False, C.R_PODS_HEALTHY, "no pod is stuck")
+
+    def set_phase(self, plan: Plan, spec: Any, outcome: failure.FailureOutcome) -> None:
+        short = []
+        for role in dict.fromkeys(r.role for r in plan.replicas):
+            replicas = plan.by_role(role)
+            running = sum(1 for r in replicas if r.name in self.views and self.views[r.name].running
+                          and r.name not in self.deleting)
+            quorum = len(replicas) - failure.tolerated(spec, role)
+            if running < quorum:
+                short.append(f"{running} of {len(replicas)} {role}s running (quorum {quorum})")
+        was = self.st.get("phase")
+        lost = sum(len(v) for v in outcome.lost.values())
+        if not short:
+            phase = C.RUNNING
+            message = "a quorum of every role is running"
+        elif was in (C.RUNNING, C.RESTARTING) or lost:
+            phase = C.RESTARTING
+            message = "; ".join(short)
+        else:
+            phase = C.PENDING
+            message = "; ".join(short)
+        self.st["phase"] = phase
+        self.cond(C.COND_RUNNING, phase == C.RUNNING, C.R_QUORUM_RUNNING if phase == C.RUNNING else C.R_WAITING_FOR_QUORUM, message)
+        if phase == C.RESTARTING or S.get_condition(self.st, C.COND_RESTARTING):
+            self.cond(C.COND_RESTARTING, phase == C.RESTARTING, C.R_POD_RECREATED if phase == C.RESTARTING else C.R_QUORUM_RUNNING,
+                      message)
+        if phase == C.RUNNING and was != C.RUNNING:
+            self.event("Normal", C.R_QUORUM_RUNNING, message)
+
+    def progress(self, plan: Plan, spec: Any) -> None:
+        total = spec.training.steps
+        progress = dict(self.st.get("progress") or {})
+        progress["totalSteps"] = total
+        if self.obs.progress:
+            progress.update(self.obs.progress)
+        self.st["progress"] = progress
+        if self.st.get("phase") != C.RUNNING:
+            return
+        role = completion.completion_role(plan)
+        for r in plan.by_role(role):
+            v = self.views.get(r.name)
+            if v is not None and v.running and v.pod_ip and not r.byzantine:
+                self.d.progress_targets.append(StatusTarget(r.name, v.pod_ip, r.ports["metrics"]))
+
+
+def decide(obs: Observed, default_image: str) -> Decision:
+    """What to do for one job, given everything observed about it now."""
+    return _Pass(obs, default_image).run()

@@ -1,0 +1,134 @@
+"""Plan -> Kubernetes manifests (pure).
+
+Each :class:`garfield.plan.Replica` becomes one pod whose name, hostname and subdomain give it the
+stable DNS name the plan's peers already point at (``<pod>.<job>.<namespace>.svc``), and the job
+gets one headless service publishing not-ready addresses, so peers resolve each other while they
+start. Pods use ``restartPolicy: Never``: a restart must be visible to the operator, which counts
+it against the job's f and backoffLimit and recreates the pod under the same name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from garfield.plan import Plan, Replica
+
+from garfield_operator import constants as C
+
+Manifest = dict[str, Any]
+
+
+def owner_reference(job: Manifest) -> Manifest:
+    """The controller reference that lets garbage collection delete children with their job."""
+    meta = job["metadata"]
+    return {
+        "apiVersion": C.API_VERSION,
+        "kind": C.KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def job_labels(job_name: str) -> dict[str, str]:
+    return {C.LABEL_JOB: job_name, C.LABEL_MANAGED_BY: C.MANAGER}
+
+
+def _resources(resources: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Copy the template's resources; extended resources (GPUs) must have requests == limits.
+
+    Kubernetes rejects a pod that requests `nvidia.com/gpu` without the same limit (and defaults
+    the request from the limit), so the user may write either and the pod gets both.
+    """
+    out = {k: {rk: str(rv) for rk, rv in v.items()} for k, v in resources.items() if v}
+    requests, limits = out.get("requests", {}), out.get("limits", {})
+    for name in set(requests) | set(limits):
+        if "/" in name and not name.startswith("kubernetes.io/"):
+            value = limits.get(name, requests.get(name))
+            out.setdefault("requests", {})[name] = value
+            out.setdefault("limits", {})[name] = value
+    return out
+
+
+def spec_hash(plan: Plan, image: str) -> str:
+    """A short digest of what the pods run; pods record it so a spec change is visible."""
+    payload = json.dumps([image, [r.to_dict() for r in plan.replicas]], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def render_pod(job: Manifest, plan: Plan, replica: Replica, image: str, *, replacement: bool = False,
+               digest: str = "") -> Manifest:
+    meta = job["metadata"]
+    labels = job_labels(meta["name"]) | {C.LABEL_ROLE: replica.role, C.LABEL_INDEX: str(replica.index)}
+    if replica.byzantine:
+        labels[C.LABEL_BYZANTINE] = "true"
+    annotations = {C.ANNOTATION_SPEC_HASH: digest} if digest else {}
+    if replacement:
+        annotations[C.ANNOTATION_REPLACEMENT] = "true"
+    container: Manifest = {
+        "name": C.CONTAINER_NAME,
+        "image": image,
+        "command": list(replica.command),
+        "env": [{"name": k, "value": v} for k, v in replica.env.items()],
+        "ports": [
+            {"name": C.PORT_GRPC_NAME, "containerPort": replica.ports["grpc"], "protocol": "TCP"},
+            {"name": C.PORT_METRICS_NAME, "containerPort": replica.ports["metrics"], "protocol": "TCP"},
+        ],
+        # Ready = the node serves its status endpoint; peers already reach it through DNS.
+        "readinessProbe": {
+            "httpGet": {"path": "/status", "port": C.PORT_METRICS_NAME},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+    }
+    resources = _resources(replica.resources)
+    if resources:
+        container["resources"] = resources
+    pod_spec: Manifest = {
+        "restartPolicy": "Never",
+        "hostname": replica.name,
+        "subdomain": plan.service_name,
+        "enableServiceLinks": False,
+        "containers": [container],
+    }
+    if replica.node_selector:
+        pod_spec["nodeSelector"] = dict(replica.node_selector)
+    if replica.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in replica.tolerations]
+    metadata: Manifest = {
+        "name": replica.name,
+        "namespace": meta["namespace"],
+        "labels": labels,
+        "ownerReferences": [owner_reference(job)],
+    }
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
+
+
+def render_service(job: Manifest, plan: Plan) -> Manifest:
+    """The headless service that gives every pod `<pod>.<job>.<namespace>.svc`."""
+    meta = job["metadata"]
+    ports = plan.replicas[0].ports if plan.replicas else {"grpc": 50051, "metrics": 9090}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": plan.service_name,
+            "namespace": meta["namespace"],
+            "labels": job_labels(meta["name"]),
+            "ownerReferences": [owner_reference(job)],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {C.LABEL_JOB: meta["name"]},
+            "ports": [
+                {"name": C.PORT_GRPC_NAME, "port": ports["grpc"], "targetPort": ports["grpc"], "protocol": "TCP"},
+                {"name": C.PORT_METRICS_NAME, "port": ports["metrics"], "targetPort": ports["metrics"], "protocol": "TCP"},
+            ],
+        },
+    }

@@ -1,0 +1,94 @@
+"""Status bookkeeping (pure): timestamps, conditions, per-role pod counts, the status patch.
+
+Conditions follow the Kubernetes convention: one entry per type, `lastTransitionTime` changes
+only when `status` flips, so `kubectl describe` shows when things happened, not when the operator
+last looked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable
+
+from garfield.plan import Plan
+
+from garfield_operator import constants as C
+from garfield_operator.observe import PodView
+
+Status = dict[str, Any]
+
+
+def rfc3339(when: dt.datetime) -> str:
+    return when.astimezone(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+
+
+def get_condition(status: Status, ctype: str) -> dict[str, Any] | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == ctype:
+            return cond
+    return None
+
+
+def is_true(status: Status, ctype: str) -> bool:
+    cond = get_condition(status, ctype)
+    return bool(cond and cond.get("status") == "True")
+
+
+def set_condition(status: Status, ctype: str, value: bool, reason: str, message: str, now: dt.datetime) -> bool:
+    """Set one condition in place; return True when its status flipped (or it is new)."""
+    conditions: list[dict[str, Any]] = list(status.get("conditions") or [])
+    text = "True" if value else "False"
+    for i, cond in enumerate(conditions):
+        if cond.get("type") != ctype:
+            continue
+        flipped = cond.get("status") != text
+        new = {"type": ctype, "status": text, "reason": reason, "message": message,
+               "lastTransitionTime": rfc3339(now) if flipped else cond.get("lastTransitionTime", rfc3339(now))}
+        if flipped:
+            conditions.pop(i)
+            conditions.append(new)  # newest transition last
+        else:
+            conditions[i] = new
+        status["conditions"] = conditions
+        return flipped
+    conditions.append({"type": ctype, "status": text, "reason": reason, "message": message,
+                       "lastTransitionTime": rfc3339(now)})
+    status["conditions"] = conditions
+    return True
+
+
+def replica_statuses(plan: Plan, views: Iterable[PodView], previous: Status) -> dict[str, dict[str, int]]:
+    """Counts per role; `failed` keeps failures of pods already deleted (it is cumulative)."""
+    out: dict[str, dict[str, int]] = {}
+    for replica in plan.replicas:
+        out.setdefault(C.STATUS_KEY[replica.role], {"active": 0, "ready": 0, "succeeded": 0, "failed": 0})
+    prev = previous.get("replicaStatuses") or {}
+    for key in out:
+        out[key]["failed"] = int((prev.get(key) or {}).get("failed", 0))
+    names = {r.name for r in plan.replicas}
+    for v in views:
+        if v.name not in names or v.role not in C.STATUS_KEY:
+            continue
+        counts = out[C.STATUS_KEY[v.role]]
+        if v.active:
+            counts["active"] += 1
+        if v.ready:
+            counts["ready"] += 1
+        if v.succeeded:
+            counts["succeeded"] += 1
+    return out
+
+
+def patch_for(previous: Status, new: Status) -> Status | None:
+    """The JSON merge patch turning `previous` into `new` (top-level keys), or None when equal."""
+    patch: Status = {}
+    for key in set(previous) | set(new):
+        if previous.get(key) != new.get(key):
+            patch[key] = new.get(key)
+    return patch or None
