@@ -59,7 +59,7 @@ ENV UV_PYTHON_INSTALL_DIR=/opt/python \
     UV_NO_CACHE=1
 
 RUN uv python install "${PYTHON_VERSION}" \
- && uv venv --python "${PYTHON_VERSION}" /opt/venv
+ && uv venv --seed --python "${PYTHON_VERSION}" /opt/venv
 
 ENV VIRTUAL_ENV=/opt/venv
 # torch first, from the index of the variant: the CPU wheels (no CUDA) or the CUDA ones.
