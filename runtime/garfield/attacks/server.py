@@ -101,4 +101,5 @@ assert set(_CLASSES) == set(SERVER_PARAMS), "server attack catalog and implement
 
 def make_server_attack(name: str, params: dict[str, Any] | None = None) -> ServerAttack:
     """The server attack `name` with `params` over its defaults (ValueError on unknown ones)."""
-    return _CLASSES[name](**resolve("server", name, SERVER_PARAMS, params))
+    resolved = resolve("server", name, SERVER_PARAMS, params)
+    return _CLASSES[name](**resolved)

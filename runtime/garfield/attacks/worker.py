@@ -218,4 +218,5 @@ assert set(_CLASSES) == set(WORKER_PARAMS), "worker attack catalog and implement
 
 def make_worker_attack(name: str, params: dict[str, Any] | None = None) -> WorkerAttack:
     """The worker attack `name` with `params` over its defaults (ValueError on unknown ones)."""
-    return _CLASSES[name](**resolve("worker", name, WORKER_PARAMS, params))
+    resolved = resolve("worker", name, WORKER_PARAMS, params)
+    return _CLASSES[name](**resolved)
