@@ -105,6 +105,12 @@ def test_ci_values_override_every_default() -> None:
     assert not missing, f"values never set to a non-default value in helm/garfield/ci/: {missing}"
 
 
+def test_chart_requires_kubernetes_1_20(helm: Helm) -> None:
+    helm.run("template", "garfield", str(CHART), "--kube-version", "1.20.0")
+    too_old = helm.run("template", "garfield", str(CHART), "--kube-version", "1.19.16", check=False)
+    assert too_old.returncode != 0 and "kubeVersion" in too_old.stderr, too_old.stderr
+
+
 def test_chart_versions_match_the_project() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]

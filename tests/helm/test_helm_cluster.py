@@ -149,7 +149,7 @@ def release(control_plane: ControlPlane) -> Iterator[Release]:
     finally:
         rel.stop_operators()
         control_plane.helm("uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, check=False)
-        for ns in (WATCHED, UNWATCHED):
+        for ns in (WATCHED, UNWATCHED, "team-a", "team-b"):
             control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
@@ -173,6 +173,21 @@ def test_install_creates_crd_rbac_and_operator(release: Release) -> None:
     assert f"kubectl -n {WATCHED} apply -f examples/mnist-msmw.yaml" in notes
     assert f"kubectl -n {WATCHED} get btj -w" in notes and f"kubectl -n {WATCHED} describe btj mnist-msmw" in notes
     assert yaml.safe_load((REPO / "examples" / "mnist-msmw.yaml").read_text())["metadata"]["name"] == "mnist-msmw"
+
+
+@pytest.mark.parametrize("values", ["ci-values", "all-namespaces-values"])
+def test_every_template_branch_is_accepted_by_a_1_20_apiserver(release: Release, values: str) -> None:
+    """Server-side dry run of the ci/ renders (NetworkPolicies, metrics Service, peering objects,
+    ClusterRole ...): the API server validates every object as it would store it."""
+    for ns in ("team-a", "team-b"):
+        release.plane.kubectl("create", "namespace", ns, check=False)
+    rendered = release.plane.helm("template", "ci", str(CHART), "--namespace", RELEASE_NAMESPACE,
+                                  "--values", str(CHART / "ci" / f"{values}.yaml")).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] != "ServiceMonitor"]  # no prometheus-operator here
+    assert len(docs) >= 8
+    out = release.plane.kubectl("apply", "--dry-run=server", "-f", "-",
+                                input="\n---\n".join(yaml.safe_dump(d) for d in docs)).stdout
+    assert out.count("(server dry run)") == len(docs), out
 
 
 def test_operator_account_can_do_what_it_needs(release: Release) -> None:
