@@ -45,6 +45,8 @@ ARG VARIANT
 ARG PYTHON_VERSION=3.11
 ARG TORCH_VERSION=2.13.0
 # PyTorch wheel index of the CUDA variant (download.pytorch.org/whl/<TORCH_CUDA>); match base-cuda.
+# A CUDA 12 build on purpose: its nvidia-*-cu12 libraries fall inside tensorflow[and-cuda] 2.21's
+# ranges (CUDA 12.x, cuDNN 9, NCCL >= 2.27), so both frameworks share one copy of them.
 ARG TORCH_CUDA=cu128
 ARG TENSORFLOW_VERSION=2.21.0
 ARG GRPCIO_VERSION=1.85.1

@@ -180,7 +180,10 @@ def test_variants_install_matching_gpu_and_cpu_builds() -> None:
     run = " ".join(substitute(i.value, ARGS) for i in INSTRUCTIONS if i.keyword == "RUN")
     assert "https://download.pytorch.org/whl/cpu" in run
     assert f"https://download.pytorch.org/whl/{ARGS['TORCH_CUDA']}" in run
-    assert re.fullmatch(r"cu\d{3}", ARGS["TORCH_CUDA"])
+    # tensorflow[and-cuda] 2.x takes CUDA 12 libraries (nvidia-*-cu12, <13): torch must be a CUDA 12
+    # build to share them instead of shipping a second CUDA.
+    assert re.fullmatch(r"cu12\d", ARGS["TORCH_CUDA"]), ARGS["TORCH_CUDA"]
+    assert "12." in next(base for base, name, _ in STAGES if name == "base-cuda")
     assert ARGS["VARIANT"] == "cpu"
     names = {name for _, name, _ in STAGES}
     assert {"base-cpu", "base-cuda"} <= names
