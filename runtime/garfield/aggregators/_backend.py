@@ -107,8 +107,10 @@ def _acc_dtype(X: torch.Tensor) -> torch.dtype:
 # --- coordinate-wise order statistics ------------------------------------------------------------
 
 
-def coordinate(X: torch.Tensor, rows: np.ndarray, mode: int, f: int, w: int, out: torch.Tensor) -> torch.Tensor:
-    """Per coordinate over the rows `rows` of X: see `_kernels.coordinate_kernel` for `mode`."""
+def coordinate(X: torch.Tensor, rows: np.ndarray, mode: int, f: int, w: int, out: torch.Tensor,
+               poison: np.ndarray | None = None) -> torch.Tensor:
+    """Per coordinate over the rows `rows` of X: see `_kernels.coordinate_kernel` for `mode`.
+    `poison` (len(rows) float64), when given, is left non-finite at the rows holding a NaN or inf."""
     from garfield.aggregators._networks import network
 
     m = len(rows)
@@ -119,14 +121,26 @@ def coordinate(X: torch.Tensor, rows: np.ndarray, mode: int, f: int, w: int, out
         else:
             net = network(m)
         Xn, on, B = _np(X), _np(out), _block(m)
-        _run(lambda lo, hi: K.coordinate_kernel(Xn, rows, net, mode, f, w, lo, hi, on, B), d, B)
+        flags: list[np.ndarray] = []
+
+        def call(lo: int, hi: int) -> None:
+            local = np.zeros(m)
+            K.coordinate_kernel(Xn, rows, net, mode, f, w, lo, hi, on, B, local)
+            flags.append(local)
+
+        _run(call, d, B)
+        if poison is not None:
+            poison += np.sum(flags, axis=0)
         return out
     idx = torch.as_tensor(rows, device=X.device)
     acc = _acc_dtype(X)
     chunk = max(1, _TORCH_CHUNK // m)
     for s in range(0, d, chunk):
         e = min(d, s + chunk)
-        v = X[:, s:e].index_select(0, idx).sort(dim=0).values
+        v = X[:, s:e].index_select(0, idx)
+        if poison is not None:
+            poison[~torch.isfinite(v).all(dim=1).cpu().numpy()] = np.nan
+        v = v.sort(dim=0).values
         if mode == MEDIAN:
             res = 0.5 * v[(m - 1) // 2].to(acc) + 0.5 * v[m // 2].to(acc)
         elif mode == TRIMMED:
@@ -205,6 +219,11 @@ def weighted_sum(X: torch.Tensor, rows: np.ndarray, weights: np.ndarray, out: to
             acc.add_(X[r].to(acc.dtype), alpha=wt)
     out.copy_(acc)
     return out
+
+
+def sqnorms(X: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+    """(m,) float64 squared norms of the kept rows."""
+    return sqdist(X, rows, torch.zeros(X.shape[1], dtype=X.dtype, device=X.device))
 
 
 def sqdist(X: torch.Tensor, rows: np.ndarray, center: torch.Tensor) -> np.ndarray:

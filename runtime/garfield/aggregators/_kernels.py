@@ -22,12 +22,14 @@ MEDIAN, TRIMMED, WINDOW_MEDIAN, WINDOW_TRIMMED = 0, 1, 2, 3
 
 
 @numba.njit(**_JIT)
-def coordinate_kernel(X, rows, net, mode, f, w, lo, hi, out, B):  # pragma: no cover - compiled
+def coordinate_kernel(X, rows, net, mode, f, w, lo, hi, out, B, poison):  # pragma: no cover - compiled
     """Per coordinate of [lo, hi): sort the kept rows' values with the network `net`, then
     MEDIAN: mean of the two middle values; TRIMMED: mean of positions f..m-f-1;
     WINDOW_MEDIAN / WINDOW_TRIMMED: mean of the w values closest to the median / to the f-trimmed
     mean (the w closest values form a contiguous window of the sorted values: the window with the
-    smallest max distance to the centre, the lowest such window on ties)."""
+    smallest max distance to the centre, the lowest such window on ties).
+    poison[r] accumulates x - x over row r's values: NaN unless all of them are finite, which
+    gives the non-finite check for free while the block is loaded."""
     m = rows.shape[0]
     buf = np.empty((m, B), X.dtype)
     acc = np.empty(B, np.float64)
@@ -41,8 +43,12 @@ def coordinate_kernel(X, rows, net, mode, f, w, lo, hi, out, B):  # pragma: no c
         bw = min(B, hi - b0)
         for r in range(m):
             src = rows[r]
+            bad = 0.0
             for k in range(bw):
-                buf[r, k] = X[src, b0 + k]
+                v = X[src, b0 + k]
+                buf[r, k] = v
+                bad += v - v
+            poison[r] += bad
         for c in range(ncomp):
             a = net[c, 0]
             b = net[c, 1]

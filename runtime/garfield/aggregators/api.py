@@ -5,8 +5,11 @@ diverged one, which is no better), so it is removed before the rule runs and cou
 with k such rows out of n, the rule aggregates the n-k others tolerating f-k. More than f such
 rows means the "at most f Byzantine" assumption is broken and raises ValueError. Distance-based
 rules also remove a row whose squared norm overflows float64 (|x| > ~1e154): no honest gradient
-is that large, and its distances would be inf - inf. Detection costs a row-sum pass for the
-coordinate-wise rules and nothing for the distance-based ones (it reads the Gram diagonal).
+is that large, and its distances would be inf - inf. Detection costs no extra pass: the
+distance-based rules read the diagonal of the Gram matrix (or the squared norms) they compute
+anyway; the coordinate-wise kernels accumulate x - x per row while loading (NaN iff a value is
+not finite) and sum-based outputs turn non-finite; only then are the rows checked exactly and
+the rule rerun without them.
 """
 
 from __future__ import annotations
@@ -37,11 +40,17 @@ def _check(name: str, n: int, f: Any, params: dict[str, Any]) -> None:
         raise ValueError(f"{name}: unknown parameter(s) {', '.join(unknown)} (parameters: {allowed})")
 
 
-def _nonfinite_rows_from_sums(X: torch.Tensor) -> np.ndarray:
-    sums = X.sum(dim=1)
-    suspects = (~torch.isfinite(sums)).nonzero().flatten().tolist()
-    # A row sum can overflow to inf with finite entries: confirm on the suspects only.
-    return np.array([i for i in suspects if not bool(torch.isfinite(X[i]).all())], dtype=np.int64)
+def _nonfinite_rows(X: torch.Tensor) -> np.ndarray:
+    """Exact check, row by row (only run once a cheaper signal said something is non-finite)."""
+    return np.array([i for i in range(X.shape[0]) if not bool(torch.isfinite(X[i]).all())], dtype=np.int64)
+
+
+def _refuse(name: str, n: int, f: int, bad: np.ndarray) -> None:
+    if len(bad) > f:
+        raise ValueError(
+            f"{name}: {len(bad)} of the {n} vectors hold NaN or infinite values, more than f={f}: "
+            f"the at-most-f-Byzantine assumption is broken (rows {bad.tolist()})"
+        )
 
 
 def aggregate(name: str, gradients: Any, f: int, *, out: Any = None, info: dict | None = None, **params: Any) -> Any:
@@ -64,23 +73,33 @@ def aggregate(name: str, gradients: Any, f: int, *, out: Any = None, info: dict 
     elif not (isinstance(out, torch.Tensor) and out.shape == (d,) and out.dtype == X.dtype and out.device == X.device and out.is_contiguous()):
         raise ValueError(f"out must be a contiguous torch tensor of shape ({d},), dtype {X.dtype}, on {X.device}")
     rows = np.arange(n, dtype=np.int64)
+    check = rule.check(params)
     G = None
-    if rule.uses_gram:
-        G = be.gram(X, rows)
-        bad = np.flatnonzero(~np.isfinite(np.diag(G)))
+    if check == "scan":
+        # Optimistic: run the rule; its first pass marks non-finite rows (poison), and any
+        # non-finite input also shows in a sum-based output. Only then check exactly and rerun.
+        batch = Batch(X=X, rows=rows, f=f, out=out, poison=np.zeros(n))
+        result = rule.fn(batch, **params)
+        if np.isfinite(batch.poison).all() and bool(torch.isfinite(result).all()):
+            if info is not None:
+                info.update(batch.info, dropped=[])
+            return back(result)
+        bad = _nonfinite_rows(X)
     else:
-        bad = _nonfinite_rows_from_sums(X)
-    if len(bad) > f:
-        raise ValueError(
-            f"{name}: {len(bad)} of the {n} vectors hold NaN or infinite values, more than f={f}: "
-            f"the at-most-f-Byzantine assumption is broken (rows {bad.tolist()})"
-        )
+        if check == "gram":
+            G = be.gram(X, rows)
+            diag = np.diag(G)
+        else:
+            diag = be.sqnorms(X, rows)
+            G = np.diag(diag)
+        bad = np.flatnonzero(~np.isfinite(diag))
+    _refuse(name, n, f, bad)
     if len(bad):
         keep = np.setdiff1d(rows, bad)
         if G is not None:
             G = G[np.ix_(keep, keep)]
         rows = keep
-    batch = Batch(X=X, rows=rows, f=f - len(bad), out=out, gram=G)
+    batch = Batch(X=X, rows=rows, f=f - len(bad), out=out, gram=G, poison=np.zeros(len(rows)))
     result = rule.fn(batch, **params)
     if info is not None:
         info.update(batch.info, dropped=[int(i) for i in bad])

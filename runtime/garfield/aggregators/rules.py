@@ -55,6 +55,8 @@ class Batch:
     out: torch.Tensor
     gram: np.ndarray | None = None  # float64 Gram matrix of X[rows], when the rule needs it
     info: dict[str, Any] = field(default_factory=dict)
+    # Left non-finite by the coordinate kernels at rows holding NaN/inf (see api's policy).
+    poison: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -71,11 +73,23 @@ class Batch:
         return be.weighted_sum(self.X, self.rows, weights, self.out)
 
 
+def _scan(params: dict[str, Any]) -> str:
+    return "scan"
+
+
+def _gram(params: dict[str, Any]) -> str:
+    return "gram"
+
+
 @dataclass(frozen=True)
 class Rule:
+    """`check(params)` says how the non-finite policy finds bad rows before/while the rule runs:
+    "gram" (the rule needs the Gram matrix: its diagonal), "norms" (squared norms suffice), or
+    "scan" (the rule's own first pass reports them; see `api`)."""
+
     name: str
     fn: Callable[..., torch.Tensor]
-    uses_gram: bool = False
+    check: Callable[[dict[str, Any]], str] = _scan
 
 
 # --- coordinate-wise -----------------------------------------------------------------------------
@@ -88,25 +102,25 @@ def average(b: Batch) -> torch.Tensor:
 def median(b: Batch) -> torch.Tensor:
     if b.n == 1:
         return b.mean_of([0])
-    return be.coordinate(b.X, b.rows, be.MEDIAN, 0, 0, b.out)
+    return be.coordinate(b.X, b.rows, be.MEDIAN, 0, 0, b.out, b.poison)
 
 
 def trimmed_mean(b: Batch) -> torch.Tensor:
     if b.f == 0:
         return average(b)
-    return be.coordinate(b.X, b.rows, be.TRIMMED, b.f, 0, b.out)
+    return be.coordinate(b.X, b.rows, be.TRIMMED, b.f, 0, b.out, b.poison)
 
 
 def meamed(b: Batch) -> torch.Tensor:
     if b.f == 0:
         return average(b)
-    return be.coordinate(b.X, b.rows, be.WINDOW_MEDIAN, 0, b.n - b.f, b.out)
+    return be.coordinate(b.X, b.rows, be.WINDOW_MEDIAN, 0, b.n - b.f, b.out, b.poison)
 
 
 def phocas(b: Batch) -> torch.Tensor:
     if b.f == 0:
         return average(b)
-    return be.coordinate(b.X, b.rows, be.WINDOW_TRIMMED, b.f, b.n - b.f, b.out)
+    return be.coordinate(b.X, b.rows, be.WINDOW_TRIMMED, b.f, b.n - b.f, b.out, b.poison)
 
 
 def condense(b: Batch, p: float = 0.9, seed: int | None = None) -> torch.Tensor:
@@ -219,6 +233,8 @@ def aksel(b: Batch, mode: str = "mid") -> torch.Tensor:
     else:
         raise ValueError(f"aksel: mode must be 'mid' or 'n-f', got {mode!r}")
     center = median(b)  # into the output buffer, overwritten below
+    if b.poison is not None and not np.isfinite(b.poison).all():
+        return center  # non-finite rows: the policy reruns the rule without them
     dist = be.sqdist(b.X, b.rows, center)
     chosen = np.argsort(dist, kind="stable")[:c]
     b.info["selected"] = sorted(int(b.rows[i]) for i in chosen)
@@ -234,12 +250,13 @@ RULES: dict[str, Rule] = {
         Rule("meamed", meamed),
         Rule("phocas", phocas),
         Rule("condense", condense),
-        Rule("krum", krum, uses_gram=True),
-        Rule("multi-krum", multi_krum, uses_gram=True),
-        Rule("bulyan", bulyan, uses_gram=True),
-        Rule("mda", mda, uses_gram=True),
-        Rule("geometric-median", geometric_median, uses_gram=True),
-        Rule("centered-clipping", centered_clipping, uses_gram=True),
+        Rule("krum", krum, _gram),
+        Rule("multi-krum", multi_krum, _gram),
+        Rule("bulyan", bulyan, _gram),
+        Rule("mda", mda, _gram),
+        Rule("geometric-median", geometric_median, _gram),
+        # One clipping step from v = 0 needs only the norms ||x_i||.
+        Rule("centered-clipping", centered_clipping, lambda p: "norms" if p.get("iterations", 1) == 1 else "gram"),
         Rule("aksel", aksel),
     )
 }
