@@ -204,7 +204,7 @@ class _Pass:
             return
         self.d.requeue(left)
 
-        outcome = failure.evaluate(plan, self.views, spec, int(self.st.get("restarts") or 0), started=start is not None)
+        outcome = failure.evaluate(plan, self.views, spec, int(self.st.get("restarts") or 0))
         if outcome.terminal_reason:
             self.finish(C.FAILED, outcome.terminal_reason, outcome.terminal_message, policy)
             return
@@ -279,11 +279,12 @@ class _Pass:
         short = []
         for role in dict.fromkeys(r.role for r in plan.replicas):
             replicas = plan.by_role(role)
-            running = sum(1 for r in replicas if r.name in self.views and self.views[r.name].running
-                          and r.name not in self.deleting)
+            # A replica that finished training did its part: it counts towards the quorum.
+            running = sum(1 for r in replicas if r.name in self.views and r.name not in self.deleting
+                          and (self.views[r.name].running or self.views[r.name].succeeded))
             quorum = len(replicas) - failure.tolerated(spec, role)
             if running < quorum:
-                short.append(f"{running} of {len(replicas)} {role}s running (quorum {quorum})")
+                short.append(f"{running} of {len(replicas)} {role}s running or done (quorum {quorum})")
         was = self.st.get("phase")
         lost = sum(len(v) for v in outcome.lost.values())
         if not short:

@@ -31,20 +31,20 @@ def tolerated(spec: JobSpec, role: str) -> int:
     return spec.workers.byzantine
 
 
-def _is_lost(view: PodView | None, started: bool) -> bool:
-    if view is None:
-        return started
-    if view.succeeded:
+def _is_lost(view: PodView | None) -> bool:
+    # A missing pod is not counted: it is recreated in the same pass, as a replacement when the job
+    # had started, and then counts as lost until it runs.
+    if view is None or view.succeeded:
         return False
     if view.failed or view.terminating:
         return True
     return view.replacement and not view.running
 
 
-def evaluate(plan: Plan, views: dict[str, PodView], spec: JobSpec, restarts: int, started: bool) -> FailureOutcome:
+def evaluate(plan: Plan, views: dict[str, PodView], spec: JobSpec, restarts: int) -> FailureOutcome:
     out = FailureOutcome()
     for replica in plan.replicas:
-        if _is_lost(views.get(replica.name), started):
+        if _is_lost(views.get(replica.name)):
             out.lost.setdefault(replica.role, []).append(replica.name)
     for role, names in sorted(out.lost.items()):
         f = tolerated(spec, role)

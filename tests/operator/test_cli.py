@@ -1,0 +1,28 @@
+"""`garfield-operator` flags."""
+
+from __future__ import annotations
+
+import pytest
+
+from garfield_operator.main import parse_args
+from garfield_operator.settings import DEFAULT_IMAGE
+
+
+def test_scope_is_required() -> None:
+    with pytest.raises(SystemExit):
+        parse_args([])
+    with pytest.raises(SystemExit):
+        parse_args(["--namespace", "a", "--all-namespaces"])
+
+
+def test_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GARFIELD_RUNTIME_IMAGE", raising=False)
+    c = parse_args(["-n", "a", "--namespace", "ml-*", "--standalone"])
+    assert c.namespaces == ["a", "ml-*"] and c.standalone and not c.all_namespaces
+    assert (c.liveness_port, c.metrics_port, c.runtime_image) == (8080, 9100, DEFAULT_IMAGE)
+    monkeypatch.setenv("GARFIELD_RUNTIME_IMAGE", "env/image:1")
+    assert parse_args(["-A"]).runtime_image == "env/image:1"
+    c = parse_args(["-A", "--peering", "garfield", "--runtime-image", "flag/image:2", "--metrics-port", "0"])
+    assert c.peering == "garfield" and c.runtime_image == "flag/image:2" and c.metrics_port == 0
+    with pytest.raises(SystemExit):
+        parse_args(["-A", "--standalone", "--peering", "x"])
