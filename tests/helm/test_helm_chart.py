@@ -6,6 +6,7 @@ setting, widens a permission or breaks a value path fails here in about a second
 
 from __future__ import annotations
 
+import tarfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,16 @@ def test_lint_strict(helm: Helm, values: Path | None) -> None:
         args += ["--values", str(values)]
     out = helm.run(*args).stdout
     assert "1 chart(s) linted, 0 chart(s) failed" in out, out
+
+
+def test_package_ships_crds_and_schema_but_not_ci_values(helm: Helm, tmp_path: Path) -> None:
+    helm.run("package", str(CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("garfield-*.tgz")
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {"garfield/crds/byzantinetrainingjobs.yaml", "garfield/crds/kopf-peerings.yaml",
+            "garfield/values.schema.json", "garfield/templates/NOTES.txt"} <= names
+    assert not [n for n in names if n.startswith("garfield/ci/")]
 
 
 def test_default_render_is_minimal(render) -> None:
