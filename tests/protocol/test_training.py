@@ -28,7 +28,10 @@ def test_ssmw_learns() -> None:
     status = server.state.status()
     assert status["step"] == 80 and status["phase"] == "done"
     assert status["accuracy"] > 0.9  # evaluated at the end; chance is 0.25
-    assert set(status["timing"]["seconds_per_step"]) == {"communication", "aggregation", "computation"}
+    timing = status["timing"]
+    assert {"communication", "aggregation", "computation"} <= set(timing)
+    assert timing["communication"] > 0 and timing["aggregation"] >= 0 and timing["computation"] > 0
+    assert abs(sum(timing["share"].values()) - 1) < 1e-6
     assert status["timing"]["steps"] == 80
 
 

@@ -141,3 +141,15 @@ def test_continuation_chunks_in_another_valid_layout_still_decode() -> None:
 def test_unsupported_dtype_cannot_be_encoded() -> None:
     with pytest.raises(ValueError, match="cannot travel"):
         encode(np.ones(3, np.int32), kind=GRADIENT, step=0, sender="x")
+
+
+def test_first_chunk_with_payload_before_header_decodes() -> None:
+    """The zero-copy header/payload split does not depend on field order."""
+    array = np.arange(10, dtype=np.float32)
+    data_first = (TensorChunk(data=array.tobytes()).SerializeToString()
+                  + TensorChunk(kind=GRADIENT, step=5, sender="worker-1", dtype="float32", shape=[10],
+                                total_bytes=40).SerializeToString())
+    got = decode([data_first], _expect(array, "float32"))
+    assert got.array.tobytes() == array.tobytes() and got.step == 5
+    twice = data_first + TensorChunk(data=b"\0" * 40).SerializeToString()  # repeated field: protobuf keeps the last
+    assert decode([twice], _expect(array, "float32")).array.tobytes() == b"\0" * 40

@@ -101,14 +101,16 @@ class NodeState:
         return (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
 
     def timing(self) -> dict[str, Any]:
-        """Mean seconds per step of each activity, and each one's share of their sum."""
+        """Mean seconds per step of each activity (top-level keys), the number of steps timed,
+        and each activity's share of their sum."""
         with self._lock:
             steps = self._timing_steps
             total = dict(self._timing_total)
-        per_step = {k: (v / steps if steps else 0.0) for k, v in total.items()}
         whole = sum(total.values())
-        shares = {k: (v / whole if whole else 0.0) for k, v in total.items()}
-        return {"steps": steps, "seconds_per_step": per_step, "share": shares}
+        timing: dict[str, Any] = {k: (v / steps if steps else 0.0) for k, v in total.items()}
+        timing["steps"] = steps
+        timing["share"] = {k: (v / whole if whole else 0.0) for k, v in total.items()}
+        return timing
 
     def status(self) -> dict[str, Any]:
         with self._lock:

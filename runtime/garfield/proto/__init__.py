@@ -63,7 +63,8 @@ KIND_NAMES = {pb2.GRADIENT: "gradient", pb2.MODEL: "model"}
 
 SERVICE = "garfield.v1.Node"
 GET_TENSOR = f"/{SERVICE}/GetTensor"
+GET_TENSOR_WHOLE = f"/{SERVICE}/GetTensorWhole"
 STATUS = f"/{SERVICE}/Status"
 
 __all__ = ["pb2", "pb2_grpc", "TensorRequest", "TensorChunk", "StatusRequest", "StatusReply", "GRADIENT", "MODEL",
-           "KIND_NAMES", "SERVICE", "GET_TENSOR", "STATUS"]
+           "KIND_NAMES", "SERVICE", "GET_TENSOR", "GET_TENSOR_WHOLE", "STATUS"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import grpc
 import grpc.aio
 
-from garfield.proto import GET_TENSOR, STATUS, StatusReply, StatusRequest, TensorRequest
+from garfield.proto import GET_TENSOR, GET_TENSOR_WHOLE, STATUS, StatusReply, StatusRequest, TensorRequest
 from garfield.transport.channels import channel_options
-from garfield.wire.codec import Assembler, Expect, Received, Rejected
+from garfield.wire.codec import DEFAULT_CHUNK_BYTES, Assembler, Expect, Received, Rejected
 
 
 class Unreachable(Exception):
@@ -32,13 +32,21 @@ class Peer:
         self.channel = grpc.aio.insecure_channel(address, options=channel_options(tensor_bytes))
         # Raw bytes both ways: requests are serialized once per round, replies validated by the Assembler.
         self._get = self.channel.unary_stream(GET_TENSOR, request_serializer=None, response_deserializer=None)
+        self._get_whole = self.channel.unary_unary(GET_TENSOR_WHOLE, request_serializer=None, response_deserializer=None)
         self._status = self.channel.unary_unary(STATUS, request_serializer=StatusRequest.SerializeToString,
                                                 response_deserializer=StatusReply.FromString)
 
     async def fetch(self, request: bytes, expect: Expect, timeout: float) -> Received:
-        """The peer's tensor, validated against `expect`, within `timeout` seconds."""
-        call = self._get(request, timeout=timeout, wait_for_ready=True)
+        """The peer's tensor, validated against `expect`, within `timeout` seconds. A tensor that
+        fits in one chunk travels as one unary call (cheaper per call), a larger one streams."""
         assembler = Assembler(expect)
+        if expect.nbytes <= DEFAULT_CHUNK_BYTES:
+            try:
+                assembler.feed(await self._get_whole(request, timeout=timeout, wait_for_ready=True))
+            except grpc.aio.AioRpcError as exc:
+                raise _classify(exc) from None
+            return assembler.finish()
+        call = self._get(request, timeout=timeout, wait_for_ready=True)
         try:
             async for raw in call:
                 assembler.feed(raw)
@@ -46,11 +54,7 @@ class Peer:
             call.cancel()
             raise
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                raise Rejected("oversized", exc.details() or "message over the limit") from None
-            if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNIMPLEMENTED):
-                raise Rejected("transport", f"{exc.code().name}: {exc.details()}") from None
-            raise Unreachable(exc.code(), exc.details() or "") from None
+            raise _classify(exc) from None
         finally:
             if not call.done():
                 call.cancel()
@@ -62,6 +66,17 @@ class Peer:
 
     async def close(self) -> None:
         await self.channel.close(grace=None)
+
+
+def _classify(exc: grpc.aio.AioRpcError) -> Exception:
+    """A failed call as a rejection of the peer's answer, or as a reason to try again."""
+    code = exc.code()
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return Rejected("oversized", exc.details() or "message over the limit")
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNIMPLEMENTED,
+                grpc.StatusCode.FAILED_PRECONDITION):
+        return Rejected("transport", f"{code.name}: {exc.details()}")
+    return Unreachable(code, exc.details() or "")
 
 
 def tensor_request(kind: int, step: int, requester: str) -> bytes:

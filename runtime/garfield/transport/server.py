@@ -35,27 +35,37 @@ class TensorSource(Protocol):
 
 
 def _handlers(source: TensorSource) -> grpc.GenericRpcHandler:
-    async def get_tensor(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    async def answer(raw: bytes, context: grpc.aio.ServicerContext) -> list[bytes]:
         try:
             request = TensorRequest.FromString(raw)
         except Exception:
             source.count_rejected("decode", "undecodable request")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "undecodable TensorRequest")
-            return
         try:
-            messages = await source.serve(request)
+            return await source.serve(request)
         except RequestRejected as exc:
             source.count_rejected(exc.reason, str(exc))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            return
-        for message in messages:
+        raise AssertionError("unreachable")  # pragma: no cover - abort raises
+
+    async def get_tensor(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        for message in await answer(raw, context):
             yield message
+
+    async def get_tensor_whole(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        messages = await answer(raw, context)
+        if len(messages) != 1:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"the tensor takes {len(messages)} chunks: call GetTensor")
+        return messages[0]
 
     async def status(request: StatusRequest, context: grpc.aio.ServicerContext) -> StatusReply:
         return StatusReply(json=source.status_json())
 
     return grpc.method_handlers_generic_handler(SERVICE, {
         "GetTensor": grpc.unary_stream_rpc_method_handler(get_tensor, request_deserializer=None, response_serializer=None),
+        "GetTensorWhole": grpc.unary_unary_rpc_method_handler(get_tensor_whole, request_deserializer=None,
+                                                              response_serializer=None),
         "Status": grpc.unary_unary_rpc_method_handler(status, request_deserializer=StatusRequest.FromString,
                                                       response_serializer=StatusReply.SerializeToString),
     })

@@ -155,6 +155,45 @@ def _read_varint(raw: bytes, pos: int) -> tuple[int, int]:
     return -1, pos
 
 
+def _split_payload(raw: bytes) -> tuple[bytes, memoryview] | None:
+    """(the message without its `data` field, a view of the data) when `data` occurs exactly once:
+    the header is then parsed by protobuf from a few bytes and the payload is never copied. None
+    when the bytes do not scan as protobuf fields (the full parser then decides)."""
+    pos, found = 0, None
+    n = len(raw)
+    while pos < n:
+        field_start = pos
+        tag, pos = _read_varint(raw, pos)
+        if tag < 0:
+            return None
+        wire = tag & 7
+        if wire == 0:
+            _, pos = _read_varint(raw, pos)
+            if _ < 0:
+                return None
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            length, start = _read_varint(raw, pos)
+            if length < 0:
+                return None
+            pos = start + length
+            if tag >> 3 == 9:
+                if found is not None:
+                    return None
+                found = (field_start, start, pos)
+        else:
+            return None
+        if pos > n:
+            return None
+    if found is None:
+        return None
+    field_start, data_start, data_end = found
+    return raw[:field_start] + raw[data_end:], memoryview(raw)[data_start:data_end]
+
+
 def _continuation(raw: bytes) -> tuple[int, memoryview] | None:
     """(offset, data) of a continuation chunk in the exact layout :func:`encode` writes
     ([offset][data], nothing else), without copying the payload; None for any other layout, which
@@ -190,14 +229,16 @@ class Assembler:
         if fast is not None:
             offset, data = fast
         else:
+            split = _split_payload(raw)
             try:
-                chunk = TensorChunk.FromString(raw)
+                chunk = TensorChunk.FromString(split[0] if split is not None else raw)
             except Exception:  # protobuf raises DecodeError, or others on arbitrary bytes
                 raise Rejected("decode", "undecodable chunk") from None
             if self._header is None:
                 self._check_header(chunk)
                 self._header = chunk
-            offset, data = chunk.offset, chunk.data
+            offset = chunk.offset
+            data = split[1] if split is not None else chunk.data
         if offset != self._received:
             raise Rejected("truncated", f"chunk at byte {offset}, expected {self._received}")
         end = self._received + len(data)
