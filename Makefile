@@ -38,7 +38,8 @@ bench: setup
 	$(BIN)/python bench/operator.py
 
 crds: setup
-	$(BIN)/garfield crd > crds/byzantinetrainingjobs.yaml
+	PATH=$(CURDIR)/$(BIN):$$PATH bash scripts/sync-crds.sh
+	$(BIN)/python scripts/gen-spec-reference.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs
