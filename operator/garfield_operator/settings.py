@@ -30,6 +30,10 @@ class Config:
     verbose: bool = False
 
 
+def uses_globs(config: Config) -> bool:
+    return any(ch in ns for ns in config.namespaces for ch in "*?[!")
+
+
 def apply_to_kopf(settings: kopf.OperatorSettings, config: Config) -> None:
     """kopf's own bookkeeping under garfield.dev names; server-side filtering of the children.
 
@@ -48,6 +52,9 @@ def apply_to_kopf(settings: kopf.OperatorSettings, config: Config) -> None:
     settings.watching.client_timeout = 330
     settings.posting.level = logging.WARNING
     settings.networking.connect_timeout = 10
+    # Dynamic scanning (watching Namespaces and CRDs) is only needed to follow namespace globs; without
+    # it the operator needs no cluster-wide read rights beyond its own resources (least privilege).
+    settings.scanning.disabled = not uses_globs(config)
     if config.peering:
         settings.peering.name = config.peering
         settings.peering.mandatory = True

@@ -64,8 +64,10 @@ class StatusServer:
 
 
 class OperatorProcess:
-    def __init__(self, plane: ControlPlane, pattern: str, status_port: int, log_path: Path) -> None:
+    def __init__(self, plane: ControlPlane, pattern: str, status_port: int, log_path: Path,
+                 kubeconfig: str | None = None) -> None:
         self.plane = plane
+        self.kubeconfig = kubeconfig or plane.kubeconfig
         self.pattern = pattern
         self.status_port = status_port
         self.log_path = log_path
@@ -74,7 +76,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "OperatorProcess":
-        env = dict(self.plane.env, GARFIELD_RUNTIME_IMAGE="registry.test/garfield:test")
+        env = dict(self.plane.env, GARFIELD_RUNTIME_IMAGE="registry.test/garfield:test", KUBECONFIG=self.kubeconfig)
         argv = ["garfield-operator", "--namespace", self.pattern, "--standalone", "--bind-address", "127.0.0.1",
                 "--liveness-port", str(self.liveness_port), "--metrics-port", str(self.metrics_port),
                 "--progress-interval", "0.3", "--status-port", str(self.status_port)]

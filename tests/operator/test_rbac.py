@@ -1,0 +1,51 @@
+"""The operator works as a ServiceAccount holding only garfield_operator.rbac.RULES (no admin)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import Jobs, OperatorProcess, StatusServer, job_manifest
+from garfield_operator.rbac import RULES
+from support.cluster import ControlPlane
+from support.kubelet import FakeKubelet, wait_for
+
+pytestmark = pytest.mark.cluster
+
+NS = "gsa-rbac"
+
+
+def test_least_privilege_role_is_enough(crd: ControlPlane, jobs: Jobs, kubelet: FakeKubelet,
+                                        status_server: StatusServer, tmp_path: Path) -> None:
+    kubeconfig = crd.service_account_kubeconfig(NS, "garfield-operator")
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "garfield-operator", "namespace": NS}, "rules": RULES}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "garfield-operator", "namespace": NS},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "garfield-operator"},
+               "subjects": [{"kind": "ServiceAccount", "name": "garfield-operator", "namespace": NS}]}
+    crd.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([role, binding]))
+    # Without the binding's rules it could not even read pods cluster-wide:
+    denied = crd.kubectl("--kubeconfig", kubeconfig, "get", "pods", "-A", check=False)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+
+    op = OperatorProcess(crd, NS, status_server.port, tmp_path / "op.log", kubeconfig=kubeconfig).start()
+    try:
+        jobs.create(NS, job_manifest("rbac", workers=4, worker_f=1, run_policy={"ttlSecondsAfterFinished": 0}))
+        pods = wait_for(lambda: (p := jobs.pods(NS)) and len(p) == 5 and p, what="5 pods")
+        for name in pods:
+            kubelet.run(NS, name)
+        jobs.wait_phase(NS, "rbac", "Running")
+        uid = pods["rbac-worker-1"].metadata.uid
+        kubelet.exit(NS, "rbac-worker-1", 1)
+        wait_for(lambda: (p := jobs.pods(NS).get("rbac-worker-1")) is not None and p.metadata.uid != uid,
+                 what="pod recreated (delete + create)")
+        assert jobs.events(NS, "PodFailed") and jobs.events(NS, "PodsCreated")
+        kubelet.exit(NS, "rbac-server-0", 0)
+        wait_for(lambda: jobs.get(NS, "rbac") is None, what="TTL deleted the job")
+    finally:
+        op.stop()
+    log = (tmp_path / "op.log").read_text()
+    assert "403" not in log and "orbidden" not in log, log[-3000:]
