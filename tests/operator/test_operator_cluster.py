@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import Jobs, OperatorProcess, StatusServer, job_manifest
+from support.operator_harness import Jobs, OperatorProcess, StatusServer, job_manifest
 from support.cluster import ControlPlane
 from support.kubelet import FakeKubelet, wait_for
 

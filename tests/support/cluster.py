@@ -8,7 +8,6 @@ temp folder, and :meth:`ControlPlane.stop` kills exactly the processes it starte
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
