@@ -133,6 +133,7 @@ def main() -> int:
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "operator.md"))
     args = p.parse_args()
 
+    load_before = os.getloadavg()[0]
     plane = ControlPlane().start()
     op: subprocess.Popen[bytes] | None = None
     try:
@@ -169,6 +170,7 @@ def main() -> int:
     except (OSError, StopIteration):
         pass
     med = statistics.median(big)
+    load_after = os.getloadavg()[0]
     lines = [
         "# Operator benchmark",
         "",
@@ -189,7 +191,9 @@ def main() -> int:
         "opened beforehand. The 100 jobs are created by 16 client threads; the time ends when a list shows every job's "
         "status with 4 active workers. Reconcile errors are the operator's own "
         "`garfield_operator_reconcile_errors_total`. Note the apiserver, etcd, the operator and the benchmark's client share "
-        "the machine's cores, so the figures include their contention.",
+        "the machine's cores, so the figures include their contention. "
+        f"Load average (1 min) from other processes on the machine: {load_before:.1f} before the run, "
+        f"{load_after:.1f} after it.",
         "",
     ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
