@@ -17,7 +17,7 @@ from garfield_operator.controller import Controller
 from garfield_operator.kube import Client
 from garfield_operator.metrics import Metrics
 from garfield_operator.progress import HttpStatusSource
-from garfield_operator.settings import Config, apply_to_kopf
+from garfield_operator.settings import Config
 
 registry = kopf.OperatorRegistry()
 log = logging.getLogger("garfield_operator")
@@ -32,7 +32,6 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.startup(registry=registry)
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: Config = memo.config
-    apply_to_kopf(settings, config)
     metrics: Metrics = memo.metrics
     if config.metrics_port:
         metrics.serve(config.metrics_port, config.bind_address)

@@ -17,7 +17,7 @@ import kopf
 from garfield_operator import __version__
 from garfield_operator.handlers import registry
 from garfield_operator.metrics import Metrics
-from garfield_operator.settings import DEFAULT_IMAGE, Config
+from garfield_operator.settings import DEFAULT_IMAGE, Config, apply_to_kopf
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -37,16 +37,23 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--workers", type=int, default=8, help="jobs reconciled concurrently")
     p.add_argument("--progress-interval", type=float, default=10.0, help="seconds between reads of the servers' /status")
     p.add_argument("--status-port", type=int, default=None, help="read /status on this port instead of the pods' metrics port")
+    p.add_argument("--webhook-port", type=int, default=0,
+                   help="serve the validating admission webhook (path /validate-btj) on this HTTPS port (0: off)")
+    p.add_argument("--webhook-cert", help="PEM certificate of the webhook server (required with --webhook-port)")
+    p.add_argument("--webhook-key", help="PEM private key of the webhook server (required with --webhook-port)")
     p.add_argument("--log-format", choices=["json", "plain", "full"], default="json")
     p.add_argument("--verbose", "-v", action="store_true")
     p.add_argument("--version", action="version", version=__version__)
     a = p.parse_args(argv)
     if not a.namespace and not a.all_namespaces:
         p.error("choose the scope: --namespace NS (repeatable) or --all-namespaces")
+    if a.webhook_port and not (a.webhook_cert and a.webhook_key):
+        p.error("--webhook-port needs --webhook-cert and --webhook-key")
     config = Config(namespaces=a.namespace, all_namespaces=a.all_namespaces, standalone=a.standalone, peering=a.peering,
                     liveness_port=a.liveness_port, metrics_port=a.metrics_port, bind_address=a.bind_address,
                     workers=max(1, a.workers), progress_interval=a.progress_interval, status_port=a.status_port,
-                    log_format=a.log_format, verbose=a.verbose)
+                    log_format=a.log_format, verbose=a.verbose, webhook_port=a.webhook_port,
+                    webhook_cert=a.webhook_cert, webhook_key=a.webhook_key)
     if a.runtime_image:
         config.runtime_image = a.runtime_image
     return config
@@ -63,8 +70,15 @@ def configure_logging(config: Config) -> None:
 async def run(config: Config, **overrides: object) -> None:
     liveness = f"http://{config.bind_address}:{config.liveness_port}/healthz" if config.liveness_port else None
     memo = kopf.Memo(config=config, metrics=Metrics(), **overrides)
+    if config.webhook_port:
+        from garfield_operator import webhook
+
+        webhook.register(registry)
+    settings = kopf.OperatorSettings()
+    apply_to_kopf(settings, config)
     await kopf.operator(
         registry=registry,
+        settings=settings,
         memo=memo,
         standalone=config.standalone,
         peering_name=config.peering,

@@ -28,6 +28,9 @@ class Config:
     status_port: int | None = None  # read /status on this port instead of the pod's metrics port
     log_format: str = "json"
     verbose: bool = False
+    webhook_port: int = 0  # 0: no admission webhook
+    webhook_cert: str | None = None
+    webhook_key: str | None = None
 
 
 def uses_globs(config: Config) -> bool:
@@ -55,6 +58,13 @@ def apply_to_kopf(settings: kopf.OperatorSettings, config: Config) -> None:
     # Dynamic scanning (watching Namespaces and CRDs) is only needed to follow namespace globs; without
     # it the operator needs no cluster-wide read rights beyond its own resources (least privilege).
     settings.scanning.disabled = not uses_globs(config)
+    if config.webhook_port:
+        from garfield_operator import webhook
+
+        assert config.webhook_cert and config.webhook_key
+        settings.admission.server = webhook.server(config.bind_address, config.webhook_port,
+                                                   config.webhook_cert, config.webhook_key)
+        settings.admission.managed = None  # the chart owns the ValidatingWebhookConfiguration
     if config.peering:
         settings.peering.name = config.peering
         settings.peering.mandatory = True

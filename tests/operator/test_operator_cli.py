@@ -26,3 +26,10 @@ def test_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     assert c.peering == "garfield" and c.runtime_image == "flag/image:2" and c.metrics_port == 0
     with pytest.raises(SystemExit):
         parse_args(["-A", "--standalone", "--peering", "x"])
+
+
+def test_webhook_needs_certificate_and_key() -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["-A", "--webhook-port", "9443"])
+    c = parse_args(["-A", "--webhook-port", "9443", "--webhook-cert", "c.pem", "--webhook-key", "k.pem"])
+    assert (c.webhook_port, c.webhook_cert, c.webhook_key) == (9443, "c.pem", "k.pem")

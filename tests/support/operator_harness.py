@@ -59,8 +59,9 @@ class StatusServer:
 
 class OperatorProcess:
     def __init__(self, plane: ControlPlane, pattern: str, status_port: int, log_path: Path,
-                 kubeconfig: str | None = None) -> None:
+                 kubeconfig: str | None = None, extra_args: list[str] | None = None) -> None:
         self.plane = plane
+        self.extra_args = list(extra_args or [])
         self.kubeconfig = kubeconfig or plane.kubeconfig
         self.pattern = pattern
         self.status_port = status_port
@@ -73,7 +74,7 @@ class OperatorProcess:
         env = dict(self.plane.env, GARFIELD_RUNTIME_IMAGE="registry.test/garfield:test", KUBECONFIG=self.kubeconfig)
         argv = ["garfield-operator", "--namespace", self.pattern, "--standalone", "--bind-address", "127.0.0.1",
                 "--liveness-port", str(self.liveness_port), "--metrics-port", str(self.metrics_port),
-                "--progress-interval", "0.3", "--status-port", str(self.status_port)]
+                "--progress-interval", "0.3", "--status-port", str(self.status_port), *self.extra_args]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
