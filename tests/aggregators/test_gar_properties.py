@@ -207,3 +207,17 @@ def test_huge_finite_values_are_not_mistaken_for_non_finite():
     info: dict = {}
     aggregate("median", X, 1, info=info)
     assert info["dropped"] == []
+
+
+def test_mda_beyond_one_bitset_word():
+    # n > 63 vertices spans two 63-bit words in the clique search.
+    gen = torch.Generator().manual_seed(10)
+    n, f = 70, 5
+    X = torch.randn(n, 8, generator=gen, dtype=torch.float64)
+    far = [3, 17, 40, 63, 69]
+    X[far] += 50.0 * torch.randn(len(far), 8, generator=gen, dtype=torch.float64)
+    info: dict = {}
+    out = aggregate("mda", X, f, info=info)
+    keep = [i for i in range(n) if i not in far]
+    assert info["selected"] == keep
+    assert torch.allclose(out, X[keep].mean(0), atol=1e-12)

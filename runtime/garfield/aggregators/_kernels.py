@@ -15,8 +15,21 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+
+
+def _disk_cache_usable() -> bool:
+    """numba refuses `cache=True` (RuntimeError at decoration) where no cache directory is
+    writable, e.g. a read-only image without NUMBA_CACHE_DIR: compile in memory there instead."""
+    try:
+        numba.njit(cache=True)(lambda: 0)
+    except RuntimeError:
+        return False
+    return True
+
+
+_CACHE = _disk_cache_usable()
 # No "nnan"/"ninf": the Gram kernel must let NaN and inf through so the policy can see them.
-_JIT = dict(nogil=True, fastmath={"nsz", "arcp", "contract", "reassoc"}, cache=True, error_model="numpy")
+_JIT = dict(nogil=True, fastmath={"nsz", "arcp", "contract", "reassoc"}, cache=_CACHE, error_model="numpy")
 
 MEDIAN, TRIMMED, WINDOW_MEDIAN, WINDOW_TRIMMED = 0, 1, 2, 3
 
@@ -235,7 +248,7 @@ def sqdist_kernel(X, rows, center, lo, hi, acc, B):  # pragma: no cover - compil
 _BITS = 63
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _popcount(x):  # pragma: no cover - compiled
     x = x - ((x >> 1) & 0x5555555555555555)
     x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
@@ -243,7 +256,7 @@ def _popcount(x):  # pragma: no cover - compiled
     return (x * 0x0101010101010101) >> 56
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _count(s, W):  # pragma: no cover - compiled
     total = 0
     for w in range(W):
@@ -251,7 +264,7 @@ def _count(s, W):  # pragma: no cover - compiled
     return total
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _color_bound(cand, adj, W, need, U, Q):  # pragma: no cover - compiled
     """Greedy colouring of the candidates: a clique has at most one vertex per colour class, so
     the number of classes bounds the clique size. Stops counting at `need` (no pruning then)."""
@@ -282,7 +295,7 @@ def _color_bound(cand, adj, W, need, U, Q):  # pragma: no cover - compiled
     return colors
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _find_clique(D, threshold, k, chosen):  # pragma: no cover - compiled
     """Lexicographically smallest set of k vertices whose pairwise D are all <= threshold
     (a k-clique of the threshold graph), written to `chosen`; returns False if none exists.
@@ -328,7 +341,7 @@ def _find_clique(D, threshold, k, chosen):  # pragma: no cover - compiled
         fresh = True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def min_diameter_subset(D, k):  # pragma: no cover - compiled
     """Indices (sorted) of the lexicographically smallest k-subset of minimum diameter under the
     symmetric distance matrix D (squared or plain: only the order of distances matters).
@@ -389,7 +402,7 @@ def min_diameter_subset(D, k):  # pragma: no cover - compiled
 # --- iterations in the span of the inputs (n x n work only) -------------------------------------
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def weiszfeld(G, tolerance, max_iterations, smoothing):  # pragma: no cover - compiled
     """Weiszfeld iterations for the geometric median z = sum_i alpha_i x_i, run on the Gram
     matrix G alone: ||x_i - z||^2 = G_ii - 2 (G alpha)_i + alpha' G alpha. Starts at the mean.
@@ -422,7 +435,7 @@ def weiszfeld(G, tolerance, max_iterations, smoothing):  # pragma: no cover - co
     return alpha, max_iterations, False
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def centered_clipping(G, tau, iterations):  # pragma: no cover - compiled
     """Centered clipping v <- v + (1/m) sum_i (x_i - v) min(1, tau / ||x_i - v||) from v = 0,
     run on the Gram matrix: v stays sum_i alpha_i x_i. Returns alpha."""
