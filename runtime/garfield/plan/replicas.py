@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from garfield.plan.addressing import Addressing
+from garfield.spec.model import gpu_count
 from garfield.spec.validation import Job
 
 SERVER, WORKER, PEER = "server", "worker", "peer"
@@ -53,11 +54,7 @@ class Replica:
 
     @property
     def gpus(self) -> int:
-        for section in ("limits", "requests"):
-            value = self.resources.get(section, {}).get("nvidia.com/gpu")
-            if value is not None:
-                return int(value)
-        return 0
+        return gpu_count(self.resources)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -17,6 +17,15 @@ class GarSpec:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+def gpu_count(resources: dict[str, dict[str, Any]]) -> int:
+    """GPUs a container asks for: limits win (Kubernetes requires requests == limits for GPUs)."""
+    for section in ("limits", "requests"):
+        value = resources.get(section, {}).get("nvidia.com/gpu")
+        if value is not None:
+            return int(value)
+    return 0
+
+
 @dataclass(frozen=True)
 class PodTemplate:
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -26,11 +35,7 @@ class PodTemplate:
 
     @property
     def gpus(self) -> int:
-        for section in ("limits", "requests"):
-            value = self.resources.get(section, {}).get("nvidia.com/gpu")
-            if value is not None:
-                return int(value)
-        return 0
+        return gpu_count(self.resources)
 
 
 @dataclass(frozen=True)

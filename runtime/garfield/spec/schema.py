@@ -36,26 +36,20 @@ def _free(description: str) -> Schema:
     return {"type": "object", "description": description, "x-kubernetes-preserve-unknown-fields": True}
 
 
-def _int(description: str, minimum: int | None = None, maximum: int | None = None, default: int | None = None) -> Schema:
-    schema: Schema = {"type": "integer", "description": description}
-    if minimum is not None:
-        schema["minimum"] = minimum
-    if maximum is not None:
-        schema["maximum"] = maximum
-    if default is not None:
-        schema["default"] = default
+def _numeric(kind: str, description: str, minimum: float | None, maximum: float | None, default: float | None) -> Schema:
+    schema: Schema = {"type": kind, "description": description}
+    for key, value in (("minimum", minimum), ("maximum", maximum), ("default", default)):
+        if value is not None:
+            schema[key] = value
     return schema
+
+
+def _int(description: str, minimum: int | None = None, maximum: int | None = None, default: int | None = None) -> Schema:
+    return _numeric("integer", description, minimum, maximum, default)
 
 
 def _num(description: str, minimum: float | None = None, maximum: float | None = None, default: float | None = None) -> Schema:
-    schema: Schema = {"type": "number", "description": description}
-    if minimum is not None:
-        schema["minimum"] = minimum
-    if maximum is not None:
-        schema["maximum"] = maximum
-    if default is not None:
-        schema["default"] = default
-    return schema
+    return _numeric("number", description, minimum, maximum, default)
 
 
 def _str(description: str, enum: list[str] | None = None, default: str | None = None, pattern: str | None = None) -> Schema:
