@@ -38,8 +38,10 @@ from garfield.spec.validation import Job, load_job, validate_manifest  # noqa: E
 # One line per framework: each manifest is measured against its own plain twin.
 JOBS = [
     "examples/mnist-msmw.yaml",
+    "examples/mnist-msmw-keras.yaml",  # the same job in Keras: TensorFlow vs PyTorch side by side
 ]
 TARGET_RATIO = 0.6
+TARGET_TF_RATIO = 0.7  # issue 3: the TensorFlow job >= 0.7x the PyTorch job's steps/s (same model size)
 TARGET_GBPS = 1.0
 
 
@@ -94,11 +96,31 @@ def run(job: Job, steps: int, out: Path) -> dict[str, Any]:
     result = launch(job, out / job.name, steps=steps, progress="lines", timeout=1800)
     if result.outcome != "succeeded":
         print(f"  {job.name}: {result.outcome}: {result.message}", file=sys.stderr)
-    return measure(result)
+    return {**measure(result), "framework": job.spec.framework}
 
 
 def _fmt(value: float | None, spec: str) -> str:
     return format(value, spec) if value is not None else "n/a"
+
+
+def _framework_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """TensorFlow jobs against the PyTorch job of the same setup (the first PyTorch row)."""
+    torch_rows = [r["job"] for r in rows if r["job"].get("framework") == "pytorch"]
+    tf_rows = [r["job"] for r in rows if r["job"].get("framework") == "tensorflow"]
+    if not torch_rows or not tf_rows:
+        return []
+    ref = torch_rows[0]
+    lines = ["", "## TensorFlow vs PyTorch", "",
+             "| job | framework | steps/s | vs PyTorch (target >= 0.7) | accuracy |", "|---|---|---|---|---|",
+             f"| {ref['job']} | pytorch | {_fmt(ref['steps_per_second'], '.2f')} | 1.00 | {_fmt(ref['accuracy'], '.1%')} |"]
+    for job in tf_rows:
+        ratio = (job["steps_per_second"] / ref["steps_per_second"]
+                 if job["steps_per_second"] and ref["steps_per_second"] else None)
+        job["vs_pytorch"] = ratio
+        verdict = "" if ratio is None else (" (met)" if ratio >= TARGET_TF_RATIO else " (MISSED)")
+        lines.append(f"| {job['job']} | tensorflow | {_fmt(job['steps_per_second'], '.2f')} | {_fmt(ratio, '.2f')}{verdict} "
+                     f"| {_fmt(job['accuracy'], '.1%')} |")
+    return lines
 
 
 def render(rows: list[dict[str, Any]], transfer: dict[str, Any] | None, env: dict[str, Any]) -> str:
@@ -128,6 +150,7 @@ def render(rows: list[dict[str, Any]], transfer: dict[str, Any] | None, env: dic
     lines.append("Plain twins' time split: " + "; ".join(
         f"{row['plain']['job']}: " + ", ".join(f"{k} {v:.0%}" for k, v in row["plain"]["time_share"].items() if v is not None)
         for row in rows))
+    lines += _framework_lines(rows)
     if transfer:
         gbps = transfer["gbps_median"]
         lines += ["", "## gRPC transfer speed", "",

@@ -261,6 +261,8 @@ class TensorFlowAdapter(FrameworkAdapter):
             self.num_params = int(sum(self._sizes))
             dtypes = {v.dtype for v in self._vars}
             self.dtype = tf.as_dtype(next(iter(dtypes))) if len(dtypes) == 1 else tf.float32
+            self._uniform_dtype = len(dtypes) == 1
+            self._params: Any = None  # cached flat parameters, None once they may have changed
             self._cast_inputs()
             self.optimizer = _resolve_optimizer(task.optimizer, training.learning_rate)
             self.optimizer.build(self._vars)  # slot variables now, not inside a traced function
@@ -408,12 +410,19 @@ class TensorFlowAdapter(FrameworkAdapter):
 
     # -- FrameworkAdapter ---------------------------------------------------------------------------
     def get_params(self) -> Any:
-        with self._tf.device(self.device):
-            return self._get()
+        """The flat parameters. TF tensors are immutable, so the same vector is handed out again
+        until the parameters change: a server reads its model up to three times per step."""
+        if self._params is None:
+            with self._tf.device(self.device):
+                self._params = self._get()
+        return self._params
 
     def set_params(self, flat: Any) -> None:
         with self._tf.device(self.device):
-            self._set(self._vector(flat))
+            flat = self._vector(flat)
+            self._set(flat)
+        # the variables now hold exactly `flat` (no arithmetic on the way) unless dtypes differ
+        self._params = flat if self._uniform_dtype else None
 
     def compute_gradient(self) -> tuple[Any, float]:
         tf = self._tf
@@ -432,6 +441,7 @@ class TensorFlowAdapter(FrameworkAdapter):
         return grad, float(loss)
 
     def apply_gradient(self, flat: Any) -> None:
+        self._params = None
         with self._tf.device(self.device):
             self._apply(self._vector(flat))
 
