@@ -1,4 +1,4 @@
-"""Fixtures of the operator tests: one operator process per session on the shared control plane.
+"""Fixtures of the operator tests: one operator process per test module on the shared control plane.
 
 The operator runs as a real subprocess through its console script (`garfield-operator`), watching
 namespaces `gop-*`; every test works in a namespace of its own, and plays kubelet itself.
@@ -31,7 +31,7 @@ def crd(control_plane: ControlPlane) -> ControlPlane:
     return control_plane
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stops after its module: no idle operator during later tests
 def operator(crd: ControlPlane, status_server: StatusServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     op = OperatorProcess(crd, "gop-*", status_server.port, tmp_path_factory.mktemp("operator") / "operator.log")
     op.start()

@@ -69,7 +69,7 @@ def test_example_renders_pods_and_headless_service(operator: OperatorProcess, jo
         assert json.loads(env["GARFIELD_SPEC"])["workers"]["gar"]["name"] == "multi-krum"
     status = jobs.wait_phase(ns, "mnist-msmw-gpu", "Pending")
     assert status["replicaStatuses"]["workers"]["active"] == 9
-    assert any(e.reason == "PodsCreated" for e in jobs.events(ns))
+    wait_for(lambda: jobs.events(ns, "PodsCreated"), what="PodsCreated event")
 
 
 def test_running_progress_and_success(operator: OperatorProcess, jobs: Jobs, kubelet: FakeKubelet, ns: str,
@@ -120,10 +120,11 @@ def test_one_worker_failure_is_tolerated_and_recreated(operator: OperatorProcess
     new = wait_for(lambda: (p := jobs.pods(ns).get("tol-worker-3")) is not None and p.metadata.uid != old_uid and p,
                    what="tol-worker-3 recreated")
     assert new.metadata.annotations["garfield.dev/replacement"] == "true"
-    status = jobs.status(ns, "tol")
+    # Status and events are written right after the replacement pod (same pass).
+    status = wait_for(lambda: (s := jobs.status(ns, "tol")).get("restarts") == 1 and s, what="restarts counted")
     assert status["phase"] in ("Running", "Restarting")  # 4 of 5 workers run: still a quorum
-    assert status["restarts"] == 1 and status["replicaStatuses"]["workers"]["failed"] == 1
-    events = jobs.events(ns, "PodFailed")
+    assert status["replicaStatuses"]["workers"]["failed"] == 1
+    events = wait_for(lambda: jobs.events(ns, "PodFailed"), what="PodFailed event")
     assert events and "tol-worker-3" in events[0].message and "OOMKilled" in events[0].message
     assert events[0].type == "Warning"
     kubelet.run(ns, "tol-worker-3")
@@ -219,7 +220,7 @@ def test_suspend_and_resume(operator: OperatorProcess, jobs: Jobs, kubelet: Fake
     assert not any((p.metadata.annotations or {}).get("garfield.dev/replacement") for p in new.values())
     status = jobs.wait_phase(ns, "nap", "Pending")
     assert status["startTime"] and jobs.condition(ns, "nap", "Suspended")["status"] == "False"
-    assert jobs.events(ns, "JobSuspended") and jobs.events(ns, "JobResumed")
+    wait_for(lambda: jobs.events(ns, "JobSuspended") and jobs.events(ns, "JobResumed"), what="suspend/resume events")
 
 
 def test_delete_garbage_collects_children(operator: OperatorProcess, jobs: Jobs, ns: str) -> None:

@@ -42,7 +42,7 @@ def test_least_privilege_role_is_enough(crd: ControlPlane, jobs: Jobs, kubelet: 
         kubelet.exit(NS, "rbac-worker-1", 1)
         wait_for(lambda: (p := jobs.pods(NS).get("rbac-worker-1")) is not None and p.metadata.uid != uid,
                  what="pod recreated (delete + create)")
-        assert jobs.events(NS, "PodFailed") and jobs.events(NS, "PodsCreated")
+        wait_for(lambda: jobs.events(NS, "PodFailed") and jobs.events(NS, "PodsCreated"), what="events posted")
         kubelet.exit(NS, "rbac-server-0", 0)
         wait_for(lambda: jobs.get(NS, "rbac") is None, what="TTL deleted the job")
     finally:
