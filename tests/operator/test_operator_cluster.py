@@ -89,8 +89,9 @@ def test_running_progress_and_success(operator: OperatorProcess, jobs: Jobs, kub
     status_server.replies["127.0.0.4"] = {"step": 99999, "accuracy": 1.0, "phase": "running"}
     for name in pods:
         kubelet.run(ns, name, ip=ips.get(name, "127.0.0.9"))
-    status = jobs.wait_phase(ns, "train", "Running")
-    assert status["replicaStatuses"]["servers"]["ready"] == 4
+    jobs.wait_phase(ns, "train", "Running")  # as soon as a quorum runs; then every pod is counted ready
+    wait_for(lambda: (r := jobs.status(ns, "train")["replicaStatuses"])["servers"]["ready"] == 4
+             and r["workers"]["ready"] == 5, what="all pods counted ready")
     progress = wait_for(lambda: (p := jobs.status(ns, "train").get("progress", {})).get("step") and p,
                         what="progress from /status")
     assert progress["step"] in (40, 42) and progress["totalSteps"] == 100  # never the Byzantine 99999
