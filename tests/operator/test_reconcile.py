@@ -295,3 +295,20 @@ def test_render_pod_replacement_annotation() -> None:
     assert p["metadata"]["annotations"][C.ANNOTATION_REPLACEMENT] == "true"
     env = {e["name"]: e["value"] for e in p["spec"]["containers"][0]["env"]}
     assert env["GARFIELD_SERVERS"] == "j-server-0.j.ns.svc:50051"
+
+
+def test_decentralized_job_runs_peers_and_completes_on_peer_quorum() -> None:
+    body = job(workers=5, worker_f=1, servers=None)
+    stored, d = first_pass(body)
+    created = d.create_pods
+    assert [p["metadata"]["labels"][C.LABEL_ROLE] for p in created] == ["peer"] * 5
+    env = {e["name"]: e["value"] for e in created[0]["spec"]["containers"][0]["env"]}
+    assert env["GARFIELD_SERVERS"] == "" and env["GARFIELD_WORKERS"].count(",") == 4
+    pods = running(stored, created)
+    stored = apply(stored, decide(Observed(stored, pods, True, T0), IMAGE))
+    assert stored["status"]["phase"] == C.RUNNING and stored["status"]["replicaStatuses"]["workers"]["ready"] == 5
+    d = decide(Observed(stored, pods, True, T0), IMAGE)
+    assert [t.pod for t in d.progress_targets] == [f"j-peer-{i}" for i in range(5)]
+    pods = running(stored, created, **{f"j-peer-{i}": "Succeeded" for i in range(4)})
+    stored = apply(stored, decide(Observed(stored, pods, True, T0), IMAGE))
+    assert stored["status"]["phase"] == C.SUCCEEDED
