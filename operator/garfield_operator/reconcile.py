@@ -148,6 +148,8 @@ class _Pass:
         try:
             return validate_manifest(_manifest(self.job), source=f"{self.meta.get('namespace')}/{self.meta.get('name')}")
         except InvalidJob as exc:
+            if self.prev.get("phase") in C.TERMINAL_PHASES and not S.is_true(self.prev, C.COND_INVALID):
+                return None  # a finished job edited afterwards keeps the outcome it had
             message = "; ".join(exc.errors)
             before = S.get_condition(self.prev, C.COND_INVALID)
             self.cond(C.COND_INVALID, True, C.R_INVALID_SPEC, message)

@@ -312,3 +312,17 @@ def test_decentralized_job_runs_peers_and_completes_on_peer_quorum() -> None:
     pods = running(stored, created, **{f"j-peer-{i}": "Succeeded" for i in range(4)})
     stored = apply(stored, decide(Observed(stored, pods, True, T0), IMAGE))
     assert stored["status"]["phase"] == C.SUCCEEDED
+
+
+def test_finished_job_edited_into_an_invalid_spec_keeps_its_outcome() -> None:
+    stored, created = _running_job()
+    pods = running(stored, created, **{"j-server-0": "Succeeded"})
+    stored = apply(stored, decide(Observed(stored, pods, True, T0), IMAGE))
+    assert stored["status"]["phase"] == C.SUCCEEDED
+    stored["spec"]["workers"]["gar"]["name"] = "krum"  # invalid: q=4 replies < 2f+3=5
+    fresh = copy.deepcopy(stored)
+    del fresh["status"]
+    assert decide(Observed(fresh, [], False, T0), IMAGE).status_patch["phase"] == C.FAILED
+    d = decide(Observed(stored, pods, True, T0), IMAGE)
+    assert d.status_patch is None or d.status_patch.get("phase") is None
+    assert d.events == []
