@@ -13,6 +13,7 @@ import numpy as np
 
 import harness
 from garfield.observability.http import MetricsServer
+from garfield.protocol.quorum import PeerOrder
 from garfield.proto import GET_TENSOR, GRADIENT, MODEL, TensorChunk, TensorRequest
 from garfield.transport import Peer, start_server
 from garfield.wire import encode
@@ -68,7 +69,10 @@ def _get(url: str) -> tuple[str, bytes]:
         return response.headers["Content-Type"], response.read()
 
 
-def test_hostile_worker_and_client_are_rejected_counted_and_training_completes() -> None:
+def test_hostile_worker_and_client_are_rejected_counted_and_training_completes(monkeypatch) -> None:
+    # Ask every worker every step (no preferred quorum), so the impostor is asked 60 times instead
+    # of being demoted after its first bad answer (that demotion is tested in tests/wire).
+    monkeypatch.setattr(PeerOrder, "hedge_delay", lambda self: None)
     doc = harness.manifest(1, 0, 5, 1, steps=60)
     seen: dict = {}
 

@@ -229,3 +229,45 @@ def test_adopted_step_ignores_f_inflated_steps() -> None:
     assert adopted_step([5, 5, 5, 10**9], f=1) == 5
     assert adopted_step([7, 5, 6], f=1) == 6
     assert adopted_step([3], f=0) == 3
+
+
+def test_preferred_quorum_asks_q_peers_then_hedges_and_demotes() -> None:
+    from garfield.protocol.quorum import PeerOrder
+
+    async def main() -> None:
+        silent_now = {"flag": False}
+
+        async def sometimes_silent(request: TensorRequest) -> list[bytes]:
+            if silent_now["flag"]:
+                await asyncio.Event().wait()
+            return encode(vector(0), kind=GRADIENT, step=0, sender="worker-0")
+
+        async def garbage(request: TensorRequest) -> list[bytes]:
+            return [b"\xff garbage"]
+
+        sources = [Scripted("worker-0", sometimes_silent)]
+        sources += [Scripted(f"worker-{i}", answer(f"worker-{i}", i, delay=0.01 * i)) for i in range(1, 4)]
+        sources.append(Scripted("worker-4", garbage))
+        servers, peers = await serve_all(sources)
+        policy = CallPolicy(rpc_seconds=10, give_up_seconds=10)
+        order = PeerOrder()
+        request = tensor_request(GRADIENT, 0, "t")
+        rejected: list[str] = []
+
+        def ask() -> Awaitable[list]:
+            return gather(peers, 3, request, expect_for, policy, lambda p, e: rejected.append(p.name), order)
+
+        first = await ask()  # no history: everyone is asked
+        assert [s.calls for s in sources] == [1, 1, 1, 1, 1] and rejected == ["worker-4"]
+        assert sorted(r.sender for r in first) == ["worker-0", "worker-1", "worker-2"]
+        await ask()  # only the three that answered are asked
+        assert [s.calls for s in sources] == [2, 2, 2, 1, 1]
+        silent_now["flag"] = True  # a preferred peer goes silent: the hedge asks the rest
+        replies = await ask()
+        assert sorted(r.sender for r in replies) == ["worker-1", "worker-2", "worker-3"]
+        assert sources[3].calls == 2 and sources[4].calls == 2
+        await ask()  # the silent peer is now at the back and not asked
+        assert sources[0].calls == 3
+        await close(servers, peers)
+
+    asyncio.run(main())

@@ -21,7 +21,7 @@ from garfield.adapters.base import FrameworkAdapter, Tensor
 from garfield.observability.state import NodeState
 from garfield.proto import GRADIENT, KIND_NAMES, MODEL, TensorRequest
 from garfield.protocol.board import Board
-from garfield.protocol.quorum import CallPolicy, adopted_step, gather
+from garfield.protocol.quorum import CallPolicy, PeerOrder, adopted_step, gather
 from garfield.spec.model import JobSpec
 from garfield.transport.client import Peer, tensor_request
 from garfield.transport.server import RequestRejected, start_server
@@ -88,6 +88,7 @@ class ProtocolNode:
         self._last_request = time.monotonic()
         self._activity = asyncio.Event()
         self._final_seen: set[str] = set()
+        self._orders: dict[tuple[int, bool], PeerOrder] = {}
         # Channels belong to the event loop that runs the node: created in start().
         self.server_peers: list[Peer] = []
         self.worker_peers: list[Peer] = []
@@ -188,7 +189,8 @@ class ProtocolNode:
                 return Expect(kind=kind, sender=peer.name, dtype=self.dtype, shape=self.shape, min_step=min_step,
                               max_step=self.total_steps)
 
-            replies: list[Received] = await gather(peers, need, request, expect, self.policy, self._on_reject)
+            order = self._orders.setdefault((kind, peers is self.server_peers), PeerOrder())
+            replies: list[Received] = await gather(peers, need, request, expect, self.policy, self._on_reject, order)
             contributions += [Contribution(self.adapter.from_numpy(r.array), r.step, r.loss, r.sender) for r in replies]
         return contributions[:q]
 

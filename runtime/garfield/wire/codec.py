@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -109,11 +110,11 @@ class Expect:
     max_step: int
     finite: bool = True
 
-    @property
+    @cached_property
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * DTYPES[self.dtype].itemsize
 
-    @property
+    @cached_property
     def max_message_bytes(self) -> int:
         """The largest single message a correct sender produces for this tensor."""
         return min(self.nbytes, DEFAULT_CHUNK_BYTES) + HEADER_SLACK
