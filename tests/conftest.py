@@ -19,7 +19,9 @@ from support.cluster import ControlPlane, ControlPlaneUnavailable  # noqa: E402
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
-    """A started control plane; `.kubeconfig`, `.env`, `.kubectl(...)`, `.helm(...)`, `.api_client()`."""
+    """A started control plane; `.kubeconfig`, `.env`, `.kubectl(...)`, `.helm(...)`, `.api_client()`,
+    `.service_account_kubeconfig(ns, name)`. The namespace `garfield-system` (the chart's release
+    namespace) exists. Set GARFIELD_KEEP_CONTROL_PLANE=1 to keep its logs in the temp folder."""
     plane = ControlPlane()
     try:
         plane.start()
