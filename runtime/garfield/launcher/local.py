@@ -42,6 +42,7 @@ from garfield.spec.validation import InvalidJob, Job, load_job, validate_manifes
 
 STATUS_INTERVAL = 1.0  # seconds between /status reads (the display's refresh, not a synchronisation)
 LINE_INTERVAL = 5.0  # seconds between plain progress lines
+SETTLE_SECONDS = 2.0  # after success, how long replicas may take to exit by themselves before SIGTERM
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -283,6 +284,15 @@ class _Supervisor:
     def total_steps(self) -> int:
         return self.job.spec.training.steps
 
+    def settle(self, watch: _Watch, seconds: float) -> None:
+        """Give finished replicas a moment to leave on their own (serving their peers' last requests)."""
+        deadline = time.monotonic() + seconds
+        while not watch.stop_reason and any(c.reap() is None for c in self.children):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            watch.wait(remaining)
+
     def merge_final_logs(self) -> None:
         """Complete each correct server's last status with the "done" line of its log (see final_from_log)."""
         for child in self.correct_primaries():
@@ -304,6 +314,7 @@ class _Supervisor:
                 "attack": replica.attack, "pid": child.pid, "returncode": child.popen.returncode,
                 "exit": child.describe_exit(), "stopped_by_launcher": child.stopped_by_launcher,
                 "crashed": self.crashed(child), "log": str(child.log_path),
+                "seconds": round((child.ended or time.monotonic()) - child.started, 2),
             }
         return table
 
@@ -335,6 +346,8 @@ def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None
             supervisor.start()
             display.message(f"{job.name}: {len(plan.replicas)} replicas ({plan.topology}), logs in {output_dir}/logs")
             outcome, message = supervisor.run(watch)
+            if outcome == SUCCEEDED:
+                supervisor.settle(watch, SETTLE_SECONDS)
         except BaseException as exc:  # stop everyone on any launcher error, then let it propagate
             message = f"launcher error: {exc!r}"
             raise
