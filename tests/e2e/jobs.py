@@ -1,0 +1,135 @@
+"""Building job variants from the shipped examples and running them for real (`garfield run`'s code)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from garfield.launcher.local import launch
+from garfield.launcher.summary import RunResult
+from garfield.spec.validation import Job, validate_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+DELETE = object()
+
+
+def _merge(target: dict[str, Any], edits: dict[str, Any]) -> None:
+    for key, value in edits.items():
+        if value is DELETE:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def variant(example: str, name: str, spec: dict[str, Any] | None = None) -> Job:
+    """examples/<example> with `spec` deep-merged in (DELETE removes a key), renamed, validated."""
+    manifest = yaml.safe_load((EXAMPLES / example).read_text())
+    manifest["metadata"]["name"] = name
+    _merge(manifest["spec"], spec or {})
+    return validate_manifest(manifest, source=f"{example} variant {name}")
+
+
+def run(job: Job, out: Path, timeout: float = 300, **kwargs: Any) -> RunResult:
+    """Run to the end; on failure, the assertion shows the launcher's message (with the node's log)."""
+    result = launch(job, out / job.name, progress="none", timeout=timeout, **kwargs)
+    return result
+
+
+def accuracies(result: RunResult) -> list[float]:
+    values = [v for v in result.final_accuracy.values() if isinstance(v, (int, float))]
+    assert values, f"no correct server reported an accuracy: {result.to_dict()}"
+    return values
+
+
+class FinalModels:
+    """Fetches each correct server's final model over the real transport, for the spread measurement.
+
+    The requests go out as soon as the servers listen and ask for step `total_steps`: a server answers
+    such a request the moment it publishes its last model, so nothing depends on catching the short
+    window between "done" and exit. Runs its own event loop in a thread beside the launcher.
+    """
+
+    def __init__(self, servers: dict[str, str], params: int, total_steps: int, timeout: float = 600) -> None:
+        self.servers, self.params, self.total_steps, self.timeout = servers, params, total_steps, timeout
+        self.models: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
+        self._thread: Any = None
+
+    def start(self) -> None:
+        import asyncio
+        import threading
+
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._fetch_all()), daemon=True)
+        self._thread.start()
+
+    async def _fetch_all(self) -> None:
+        import asyncio
+
+        from garfield.proto import MODEL
+        from garfield.transport import Peer, tensor_request
+        from garfield.wire.codec import expect_for
+
+        async def one(name: str, address: str) -> None:
+            sender = "-".join(name.rsplit("-", 2)[-2:])  # "<job>-server-0" -> "server-0"
+            peer = Peer(sender, address, self.params * 4)
+            try:
+                expect = expect_for((self.params,), "float32", kind=MODEL, sender=sender, min_step=self.total_steps)
+                received = await peer.fetch(tensor_request(MODEL, self.total_steps, "e2e-probe"), expect, self.timeout)
+                self.models[name] = received.array.astype("float64")
+            except Exception as exc:  # noqa: BLE001 - reported by the test's assertion
+                self.errors[name] = repr(exc)
+            finally:
+                await peer.close()
+
+        await asyncio.gather(*(one(n, a) for n, a in self.servers.items()))
+
+    def join(self, timeout: float = 30) -> dict[str, Any]:
+        assert self._thread is not None
+        self._thread.join(timeout)
+        assert not self.errors, self.errors
+        return self.models
+
+
+def spread(models: dict[str, Any]) -> float:
+    """Largest distance between two correct servers' models, relative to their mean norm."""
+    import itertools
+
+    import numpy as np
+
+    vectors = list(models.values())
+    assert len(vectors) >= 2
+    widest = max(float(np.linalg.norm(a - b)) for a, b in itertools.combinations(vectors, 2))
+    return widest / float(np.mean([np.linalg.norm(v) for v in vectors]))
+
+
+def model_size(job: Job) -> int:
+    """Parameter count of the job's model, from the user's own entry point."""
+    from garfield.task import load_task
+
+    task = load_task(job.spec.task.entrypoint, job.spec.task.args)
+    return sum(p.numel() for p in task.model.parameters())
+
+
+def run_with_final_models(job: Job, out: Path, timeout: float = 300) -> tuple[RunResult, dict[str, Any]]:
+    """Run `job` and collect its correct servers' final models (probe started once they are planned)."""
+    probe: list[FinalModels] = []
+
+    def start_probe(_: str, __: dict[str, Any]) -> None:
+        if probe:
+            return
+        import json
+
+        table = json.loads((out / job.name / "replicas.json").read_text())
+        servers = {n: info["address"] for n, info in table.items() if info["role"] == "server" and not info["byzantine"]}
+        probe.append(FinalModels(servers, model_size(job), job.spec.training.steps))
+        probe[0].start()
+
+    result = run(job, out, timeout=timeout, on_status=start_probe)
+    assert probe, "no server ever reported a status"
+    return result, probe[0].join()

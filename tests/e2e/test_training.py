@@ -1,0 +1,125 @@
+"""Real multi-process training: every replica a `python -m garfield node` process, real gRPC on loopback.
+
+Sized for 2 shared cores (MLP 784-128-10 on the shipped MNIST split). Each test says what it costs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.jobs import DELETE, accuracies, run, run_with_final_models, spread, variant
+
+pytestmark = pytest.mark.slow
+
+ROBUST_STEPS = 300  # MDA under sign-flip x10 passes 90% near step 200 in a one-process simulation
+
+
+def test_attacked_msmw_robust_learns_while_averaging_collapses(tmp_path: Path) -> None:
+    """The README's job (4 servers f=1 one random-model attacker, 7 workers f=2 two sign-flip x10)."""
+    robust, models = run_with_final_models(
+        variant("mnist-msmw.yaml", "e2e-msmw-mda", {"training": {"steps": ROBUST_STEPS}}), tmp_path)
+    assert robust.outcome == "succeeded", robust.message
+    assert min(accuracies(robust)) >= 0.90, robust.final_accuracy
+    # the random-model server does not pull the three correct servers apart
+    assert len(models) == 3 and spread(models) < 0.05, spread(models)
+    print(f"correct servers' spread under a random-model server: {spread(models):.2e} of the model norm")
+
+    plain = variant("mnist-msmw.yaml", "e2e-msmw-avg", {
+        "training": {"steps": 100, "evaluationInterval": 10},
+        "workers": {"gar": {"name": "average"}},
+        "servers": {"gar": {"name": "average"}},
+    })
+    averaged = run(plain, tmp_path)
+    reported = [v for v in averaged.final_accuracy.values() if v is not None]
+    assert all(v < 0.50 for v in reported), averaged.final_accuracy
+    if averaged.outcome == "succeeded":
+        assert reported, averaged.final_accuracy
+    else:  # the averaged model blew up: workers' gradients turn non-finite and no quorum remains
+        assert averaged.outcome == "failed" and "nonfinite" in averaged.message, averaged.message
+
+
+def test_reversed_model_server_does_not_pull_correct_servers_apart(tmp_path: Path) -> None:
+    job = variant("mnist-msmw.yaml", "e2e-msmw-reversed", {
+        "training": {"steps": 150},
+        "attack": {"workers": DELETE, "servers": {"count": 1, "name": "reversed"}},
+    })
+    result, models = run_with_final_models(job, tmp_path)
+    assert result.outcome == "succeeded", result.message
+    assert len(models) == 3 and spread(models) < 0.05, spread(models)
+    assert min(accuracies(result)) >= 0.85, result.final_accuracy
+    print(f"correct servers' spread under a reversed-model server: {spread(models):.2e} of the model norm")
+
+
+def test_ssmw_learns_under_fall_of_empires(tmp_path: Path) -> None:
+    result = run(variant("mnist-ssmw.yaml", "e2e-ssmw", {"training": {"steps": 200}}), tmp_path)
+    assert result.outcome == "succeeded", result.message
+    assert accuracies(result)[0] >= 0.85, result.final_accuracy
+
+
+def test_decentralized_peers_learn(tmp_path: Path) -> None:
+    result = run(variant("mnist-decentralized.yaml", "e2e-p2p", {"training": {"steps": 200}}), tmp_path)
+    assert result.outcome == "succeeded", result.message
+    # 4 correct peers of 5, one sign-flipping
+    assert len(result.final_accuracy) == 4
+    assert min(accuracies(result)) >= 0.85, result.final_accuracy
+
+
+def test_killing_f_workers_and_f_servers_mid_run_still_completes(tmp_path: Path) -> None:
+    """No attack: f=2 workers and f=1 server are simply killed (SIGKILL) once training is under way."""
+    job = variant("mnist-msmw.yaml", "e2e-crash", {"training": {"steps": 150}, "attack": DELETE})
+    out = tmp_path / job.name
+    victims = ["e2e-crash-worker-0", "e2e-crash-worker-3", "e2e-crash-server-2"]
+    killed: list[str] = []
+
+    def kill_once_running(name: str, status: dict[str, Any]) -> None:
+        if killed or int(status.get("step") or 0) < 30:
+            return
+        pids = json.loads((out / "replicas.json").read_text())
+        for victim in victims:
+            os.kill(pids[victim]["pid"], signal.SIGKILL)
+            killed.append(victim)
+
+    result = run(job, tmp_path, on_status=kill_once_running)
+    assert killed == victims, "training finished before the kill point"
+    assert result.outcome == "succeeded", result.message
+    for victim in victims:
+        assert result.replicas[victim]["exit"] == "killed by SIGKILL"
+    survivors = {k: v for k, v in result.final_accuracy.items() if k != "e2e-crash-server-2"}
+    assert len(survivors) == 3 and all(v is not None and v >= 0.80 for v in survivors.values()), survivors
+
+
+def test_worker_momentum_resists_a_little_is_enough_where_server_momentum_does_not(tmp_path: Path) -> None:
+    """ALIE (z=1) against MDA: momentum on the workers keeps accuracy, momentum on the server loses it.
+
+    Compared on the mean of the server's evaluations over the second half of training (single
+    evaluations fluctuate by +-10 points under this attack).
+    """
+    def mean_late_accuracy(name: str, momentum_on_workers: bool) -> float:
+        history: list[tuple[int, float]] = []
+        job = variant("mnist-ssmw.yaml", name, {
+            "workers": {"replicas": 7, "byzantine": 2, "gar": {"name": "mda"}},
+            "training": {"steps": 300, "evaluationInterval": 25, "workerMomentum": 0.9 if momentum_on_workers else 0.0},
+            "task": {"args": {"momentum": 0.0 if momentum_on_workers else 0.9}},
+            "attack": {"workers": {"count": 2, "name": "little", "params": {"z": 1.0}}},
+        })
+
+        def record(_: str, status: dict[str, Any]) -> None:
+            if isinstance(status.get("accuracy"), (int, float)) and (not history or history[-1][0] != status["step"]):
+                history.append((int(status["step"]), float(status["accuracy"])))
+
+        result = run(job, tmp_path, on_status=record)
+        assert result.outcome == "succeeded", result.message
+        late = [acc for step, acc in history if step >= 150] + accuracies(result)
+        return statistics.mean(late)
+
+    with_worker_momentum = mean_late_accuracy("e2e-alie-worker-mom", True)
+    with_server_momentum = mean_late_accuracy("e2e-alie-server-mom", False)
+    assert with_worker_momentum >= 0.75, with_worker_momentum
+    assert with_worker_momentum - with_server_momentum >= 0.10, (with_worker_momentum, with_server_momentum)
