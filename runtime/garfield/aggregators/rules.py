@@ -96,34 +96,42 @@ class Rule:
 
 
 def average(b: Batch) -> torch.Tensor:
+    """Mean of the inputs (not robust: one Byzantine input moves it anywhere)."""
     return b.mean_of(np.arange(b.n))
 
 
 def median(b: Batch) -> torch.Tensor:
+    """Coordinate-wise median; for even n the mean of the two middle values."""
     if b.n == 1:
         return b.mean_of([0])
     return be.coordinate(b.X, b.rows, be.MEDIAN, 0, 0, b.out, b.poison)
 
 
 def trimmed_mean(b: Batch) -> torch.Tensor:
+    """Per coordinate, the mean of the n-2f values left after dropping the f largest and f smallest."""
     if b.f == 0:
         return average(b)
     return be.coordinate(b.X, b.rows, be.TRIMMED, b.f, 0, b.out, b.poison)
 
 
 def meamed(b: Batch) -> torch.Tensor:
+    """Per coordinate, the mean of the n-f values closest to the median (Xie et al. 2018); equal
+    distances go to the smaller values."""
     if b.f == 0:
         return average(b)
     return be.coordinate(b.X, b.rows, be.WINDOW_MEDIAN, 0, b.n - b.f, b.out, b.poison)
 
 
 def phocas(b: Batch) -> torch.Tensor:
+    """Per coordinate, the mean of the n-f values closest to the f-trimmed mean (Xie et al. 2018)."""
     if b.f == 0:
         return average(b)
     return be.coordinate(b.X, b.rows, be.WINDOW_TRIMMED, b.f, b.n - b.f, b.out, b.poison)
 
 
 def condense(b: Batch, p: float = 0.9, seed: int | None = None) -> torch.Tensor:
+    """Per coordinate, with probability p the median, else the first input's value (Garfield's
+    Condense; the first input is the aggregating node's own vector). `seed` fixes the draw."""
     if not (isinstance(p, (int, float)) and 0.0 < p <= 1.0):
         raise ValueError(f"condense: p must be in (0, 1], got {p!r}")
     if seed is not None and not isinstance(seed, int):
@@ -156,6 +164,8 @@ def _krum_scores(D: np.ndarray, active: np.ndarray, f: int) -> np.ndarray:
 
 
 def krum(b: Batch) -> torch.Tensor:
+    """The input minimising the sum of squared distances to its n-f-2 nearest other inputs
+    (Blanchard et al. 2017); the lowest index on ties."""
     scores = _krum_scores(b.distances(), np.arange(b.n), b.f)
     best = int(np.argmin(scores))  # first minimum: the lowest index on ties
     b.info["selected"] = [int(b.rows[best])]
@@ -163,6 +173,7 @@ def krum(b: Batch) -> torch.Tensor:
 
 
 def multi_krum(b: Batch, m: int | None = None) -> torch.Tensor:
+    """Mean of the m inputs with the smallest Krum scores (computed once), default m = n-f."""
     if m is None:
         m = b.n - b.f
     if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= b.n - b.f:
@@ -174,6 +185,8 @@ def multi_krum(b: Batch, m: int | None = None) -> torch.Tensor:
 
 
 def bulyan(b: Batch) -> torch.Tensor:
+    """El Mhamdi et al. 2018: theta = n-2f inputs by iterated Krum, then per coordinate the mean
+    of the beta = theta-2f selected values closest to their median."""
     theta = b.n - 2 * b.f
     beta = theta - 2 * b.f
     D = b.distances()
@@ -198,6 +211,7 @@ def bulyan(b: Batch) -> torch.Tensor:
 
 
 def mda(b: Batch) -> torch.Tensor:
+    """Mean of the n-f inputs of minimum diameter (exact; lexicographically smallest on ties)."""
     k = b.n - b.f
     if k == b.n:
         return average(b)
@@ -207,6 +221,8 @@ def mda(b: Batch) -> torch.Tensor:
 
 
 def geometric_median(b: Batch, tolerance: float = 1e-6, max_iterations: int = 1000) -> torch.Tensor:
+    """Smoothed Weiszfeld from the mean, in the span of the inputs (Gram matrix only), until the
+    step is at most `tolerance` x the mean distance to the iterate."""
     if not (isinstance(tolerance, (int, float)) and tolerance > 0):
         raise ValueError(f"geometric-median: tolerance must be a positive number, got {tolerance!r}")
     if not (isinstance(max_iterations, int) and max_iterations >= 1):
@@ -217,6 +233,7 @@ def geometric_median(b: Batch, tolerance: float = 1e-6, max_iterations: int = 10
 
 
 def centered_clipping(b: Batch, tau: float = 10.0, iterations: int = 1) -> torch.Tensor:
+    """Karimireddy et al. 2021 from v = 0: v <- v + mean_i (x_i - v) min(1, tau / ||x_i - v||)."""
     if not (isinstance(tau, (int, float)) and tau > 0):
         raise ValueError(f"centered-clipping: tau must be a positive number, got {tau!r}")
     if not (isinstance(iterations, int) and iterations >= 1):
@@ -226,6 +243,7 @@ def centered_clipping(b: Batch, tau: float = 10.0, iterations: int = 1) -> torch
 
 
 def aksel(b: Batch, mode: str = "mid") -> torch.Tensor:
+    """Mean of the c inputs closest to the coordinate-wise median: c = ceil(n/2) ("mid") or n-f."""
     if mode == "mid":
         c = (b.n + 1) // 2
     elif mode == "n-f":
