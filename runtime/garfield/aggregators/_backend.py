@@ -67,8 +67,13 @@ def _executor(threads: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def _ranges(d: int, block: int) -> list[tuple[int, int]]:
+_MIN_PARALLEL = 1 << 20  # elements (rows x coordinates): below this a thread handoff costs more than it saves
+
+
+def _ranges(d: int, block: int, work: int) -> list[tuple[int, int]]:
     threads = max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+    if work < _MIN_PARALLEL:
+        threads = 1
     blocks = -(-d // block)
     per = -(-blocks // threads)
     out = []
@@ -79,8 +84,8 @@ def _ranges(d: int, block: int) -> list[tuple[int, int]]:
     return out
 
 
-def _run(call: Callable[[int, int], None], d: int, block: int) -> None:
-    ranges = _ranges(d, block)
+def _run(call: Callable[[int, int], None], d: int, block: int, rows: int) -> None:
+    ranges = _ranges(d, block, rows * d)
     if len(ranges) == 1:
         call(*ranges[0])
         return
@@ -128,7 +133,7 @@ def coordinate(X: torch.Tensor, rows: np.ndarray, mode: int, f: int, w: int, out
             K.coordinate_kernel(Xn, rows, net, mode, f, w, lo, hi, on, B, local)
             flags.append(local)
 
-        _run(call, d, B)
+        _run(call, d, B, m)
         if poison is not None:
             poison += np.sum(flags, axis=0)
         return out
@@ -177,7 +182,7 @@ def gram(X: torch.Tensor, rows: np.ndarray) -> np.ndarray:
             K.gram_kernel(Xn, rows, lo, hi, G, B)
             parts.append(G)
 
-        _run(call, d, B)
+        _run(call, d, B, m)
         G = np.sum(parts, axis=0)[:m, :m]
     else:
         idx = torch.as_tensor(rows, device=X.device)
@@ -210,7 +215,7 @@ def weighted_sum(X: torch.Tensor, rows: np.ndarray, weights: np.ndarray, out: to
     if compiled(X):
         Xn, on = _np(X), _np(out)
         B = 2048
-        _run(lambda lo, hi: K.weighted_sum_kernel(Xn, rows, weights, lo, hi, on, B), d, B)
+        _run(lambda lo, hi: K.weighted_sum_kernel(Xn, rows, weights, lo, hi, on, B), d, B, int(np.count_nonzero(weights)))
         return out
     acc = torch.zeros(d, dtype=_acc_dtype(X), device=X.device)
     for r, wt in zip(rows.tolist(), weights.tolist()):
@@ -240,7 +245,7 @@ def sqdist(X: torch.Tensor, rows: np.ndarray, center: torch.Tensor) -> np.ndarra
             with lock:
                 parts.append(acc)
 
-        _run(call, d, B)
+        _run(call, d, B, m)
         return np.sum(parts, axis=0)
     res = np.empty(m)
     for j, r in enumerate(rows.tolist()):
