@@ -15,20 +15,22 @@ from garfield.spec.validation import Job, validate_manifest
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 DELETE = object()
+WHOLE = {"params", "args"}  # replaced, not merged: an attack's or rule's parameters belong together
 
 
 def _merge(target: dict[str, Any], edits: dict[str, Any]) -> None:
     for key, value in edits.items():
         if value is DELETE:
             target.pop(key, None)
-        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+        elif isinstance(value, dict) and isinstance(target.get(key), dict) and key not in WHOLE:
             _merge(target[key], value)
         else:
             target[key] = copy.deepcopy(value)
 
 
 def variant(example: str, name: str, spec: dict[str, Any] | None = None) -> Job:
-    """examples/<example> with `spec` deep-merged in (DELETE removes a key), renamed, validated."""
+    """examples/<example> with `spec` deep-merged in (DELETE removes a key; `params`/`args` are
+    replaced whole), renamed, validated."""
     manifest = yaml.safe_load((EXAMPLES / example).read_text())
     manifest["metadata"]["name"] = name
     _merge(manifest["spec"], spec or {})

