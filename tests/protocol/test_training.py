@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import harness
+from garfield.protocol.quorum import PeerOrder
 
 
 def _run(doc: dict, during=None, replace=None, timeout: float = 120.0) -> tuple[harness.Cluster, dict]:
@@ -53,8 +54,9 @@ def test_msmw_learns_under_byzantine_workers_and_server() -> None:
     assert spread < 0.05, spread
 
 
-def test_averaging_is_ruined_by_the_same_attack() -> None:
+def test_averaging_is_ruined_by_the_same_attack(monkeypatch: pytest.MonkeyPatch) -> None:
     """The control: the same sign-flip workers make plain averaging fail, so the test above is not vacuous."""
+    monkeypatch.setattr(PeerOrder, "hedge_delay", lambda self: None)  # attackers heard every round
     doc = harness.manifest(1, 0, 7, 2, steps=60, worker_gar="average",
                            worker_attack={"count": 2, "name": "signflip", "params": {"scale": 10}})
     cluster, codes = _run(doc)
@@ -130,3 +132,39 @@ def test_a_worker_that_falls_behind_catches_up() -> None:
     computed = late.state.timing()["steps"]
     assert late.state.step == 150 or late.state.step >= 140
     assert computed < 150 - 30  # it skipped the steps it missed instead of replaying them
+
+
+@pytest.mark.parametrize("attack", [
+    {"name": "empire", "params": {"epsilon": 10}},  # omniscient: k honest vectors computed on its own data
+    {"name": "labelflip", "params": {"num_classes": 4}},
+    {"name": "nan"},
+    {"name": "crash", "params": {"after": 10}},
+])
+def test_worker_attacks_run_inside_the_protocol(attack: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ask every worker every step, so the attacker is heard each round (not demoted by the preferred quorum).
+    monkeypatch.setattr(PeerOrder, "hedge_delay", lambda self: None)
+    doc = harness.manifest(1, 0, 5, 1, steps=50, worker_attack={"count": 1, **attack})
+    cluster, codes = _run(doc)
+    assert set(codes.values()) == {0}
+    server = cluster.by_role("server")[0]
+    assert server.state.step == 50 and harness.accuracy(server) > 0.9
+    if attack["name"] == "nan":
+        assert server.state.rejected.get("nonfinite", 0) >= 1
+    byzantine = [w for w in cluster.by_role("worker") if w.state.byzantine]
+    assert len(byzantine) == 1
+    if attack["name"] == "empire":
+        assert len(byzantine[0].source._buffers) == 4  # k = n - f momentum buffers
+
+
+@pytest.mark.parametrize("attack", ["nan", "silent", "stale", "reversed"])
+def test_server_attacks_run_inside_the_protocol(attack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PeerOrder, "hedge_delay", lambda self: None)
+    doc = harness.manifest(4, 1, 4, 1, steps=40, server_attack={"count": 1, "name": attack})
+    cluster, codes = _run(doc)
+    assert set(codes.values()) == {0}
+    servers = _correct(cluster, "server")
+    for server in servers:
+        assert server.state.step == 40 and harness.accuracy(server) > 0.9
+    if attack == "nan":
+        rejected = sum(n.state.rejected.get("nonfinite", 0) for n in cluster.nodes if not n.state.byzantine)
+        assert rejected >= 1
