@@ -70,14 +70,14 @@ def measure(result: RunResult) -> dict[str, Any]:
     statuses = [s for s in result.servers.values() if s]
     speeds = [float(s["steps_per_second"]) for s in statuses if isinstance(s.get("steps_per_second"), (int, float))]
     shares: dict[str, list[float]] = {}
+    per_step: dict[str, list[float]] = {}
     for status in statuses:
         timing = status.get("timing") or {}
-        parts = {k: float(v) for k, v in timing.items()
-                 if k in ("communication", "aggregation", "computation") and isinstance(v, (int, float))}
-        total = sum(parts.values())
-        if total > 0:
-            for key, value in parts.items():
-                shares.setdefault(key, []).append(value / total)
+        for key, value in (timing.get("share") or {}).items():
+            shares.setdefault(key, []).append(float(value))
+        for key in ("communication", "aggregation", "computation"):  # mean seconds per step of each
+            if isinstance(timing.get(key), (int, float)):
+                per_step.setdefault(key, []).append(float(timing[key]))
     accuracy = result.accuracy_stats()
     return {
         "job": result.job,
@@ -87,6 +87,7 @@ def measure(result: RunResult) -> dict[str, Any]:
         "wall_seconds": round(result.wall_time, 1),
         "accuracy": accuracy["median"] if accuracy else None,
         "time_share": {k: _median(v) for k, v in sorted(shares.items())},
+        "ms_per_step": {k: 1000 * statistics.median(vs) for k, vs in sorted(per_step.items()) if vs},
         "rejected": sum(result.rejected.values()),
     }
 
@@ -126,7 +127,9 @@ def _framework_lines(rows: list[dict[str, Any]]) -> list[str]:
 def render(rows: list[dict[str, Any]], transfer: dict[str, Any] | None, env: dict[str, Any]) -> str:
     lines = ["# Throughput: Byzantine-resilient jobs vs plain single-server averaging", "",
              f"Measured {env['date']} on {env['machine']} ({env['cpus']} CPUs, torch threads per process set by "
-             f"`garfield run`), {env['steps']} steps per job, all replicas local processes over gRPC on loopback.",
+             f"`garfield run`), {env['steps']} steps per job, all replicas local processes over gRPC on loopback. "
+             f"1-minute load average {env['load_before']:.1f} before, {env['load_after']:.1f} after (other work "
+             "shares these cores: absolute speeds vary with it, the side-by-side ratio much less).",
              "steps/s is the median over the correct servers of their own reported speed; the time split is the "
              "share of each correct server's step time (communication = waiting for and receiving gradients and "
              "models, aggregation = the GARs, computation = optimizer step and evaluation; workers' gradient "
@@ -146,6 +149,10 @@ def render(rows: list[dict[str, Any]], transfer: dict[str, Any] | None, env: dic
             f"{_fmt(ratio, '.2f')}{verdict} | {_fmt(share.get('communication'), '.0%')} | "
             f"{_fmt(share.get('aggregation'), '.0%')} | {_fmt(share.get('computation'), '.0%')} | "
             f"{_fmt(job['accuracy'], '.1%')} | {_fmt(plain['accuracy'], '.1%')} |")
+    lines.append("")
+    lines.append("Mean milliseconds per step on the correct servers: " + "; ".join(
+        f"{row[kind]['job']}: " + ", ".join(f"{k} {v:.1f}" for k, v in row[kind]["ms_per_step"].items())
+        for row in rows for kind in ("job", "plain")) + ".")
     lines.append("")
     lines.append("Plain twins' time split: " + "; ".join(
         f"{row['plain']['job']}: " + ", ".join(f"{k} {v:.0%}" for k, v in row["plain"]["time_share"].items() if v is not None)
@@ -171,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "throughput.md")
     args = parser.parse_args(argv)
 
+    load_before = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory(prefix="garfield-bench-") as tmp:
         for manifest in args.manifests:
@@ -183,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"measuring gRPC transfer of {args.transfer_mb:g} MB ...", flush=True)
         transfer = asdict(measure_transfer(int(args.transfer_mb * 1e6), repeats=args.repeats))
     env = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),
-           "cpus": os.cpu_count(), "steps": args.steps}
+           "cpus": os.cpu_count(), "steps": args.steps, "load_before": load_before, "load_after": os.getloadavg()[0]}
     text = render(rows, transfer, env)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
