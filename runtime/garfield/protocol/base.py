@@ -67,6 +67,9 @@ class ProtocolNode:
     """A node: gRPC service + step loop. Subclasses set `offers` and implement :meth:`train`."""
 
     offers: tuple[int, ...] = ()
+    # The kind whose request for the last step is a peer's last request to this node (a peer
+    # asking a decentralized peer for its step T-1 gradient still needs its step T model).
+    final_kind: int = MODEL
 
     def __init__(self, config: NodeConfig, adapter: FrameworkAdapter, state: NodeState) -> None:
         self.config = config
@@ -155,7 +158,7 @@ class ProtocolNode:
     def _note_request(self, request: TensorRequest) -> None:
         self._last_request = time.monotonic()
         final = self.total_steps - 1 if request.kind == GRADIENT else self.total_steps
-        if request.step >= final and request.requester:
+        if request.kind == self.final_kind and request.step >= final and request.requester:
             self._final_seen.add(request.requester)
         self._activity.set()
 
