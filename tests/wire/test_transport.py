@@ -15,7 +15,7 @@ from garfield.protocol.quorum import CallPolicy, QuorumError, adopted_step, gath
 from garfield.transport import Peer, Unreachable, start_server, tensor_request
 from garfield.wire import Expect, Rejected, encode
 
-D = 300_000  # 1.2 MB: two chunks
+D = 1_200_000  # 4.8 MB: two chunks of 4 MiB
 
 
 class Scripted:

@@ -79,8 +79,10 @@ async def _fetch(port: int, nbytes: int, repeats: int) -> list[float]:
     return times
 
 
-def measure_transfer(nbytes: int, repeats: int = 5, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> TransferResult:
-    """Serve an `nbytes` float32 tensor from a child process and time `repeats` validated fetches."""
+def measure_transfer(nbytes: int, repeats: int = 5) -> TransferResult:
+    """Serve an `nbytes` float32 tensor from a child process and time `repeats` validated fetches
+    (chunks of the transport's DEFAULT_CHUNK_BYTES, as in training)."""
+    chunk_bytes = DEFAULT_CHUNK_BYTES
     nbytes = int(nbytes) // 4 * 4
     env = dict(os.environ)
     child = subprocess.Popen([sys.executable, "-m", "garfield.transport.throughput", "--serve", str(nbytes),
@@ -109,13 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("nbytes", type=float, nargs="?", default=100e6)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--chunk-bytes", type=int, default=DEFAULT_CHUNK_BYTES)
+    parser.add_argument("--chunk-bytes", type=int, default=DEFAULT_CHUNK_BYTES, help=argparse.SUPPRESS)
     parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve is not None:
         asyncio.run(_serve_forever(args.serve, args.chunk_bytes))
         return 0
-    result = measure_transfer(int(args.nbytes), args.repeats, args.chunk_bytes)
+    result = measure_transfer(int(args.nbytes), args.repeats)
     print(json.dumps(asdict(result)))
     return 0 if math.isfinite(result.gbps_median) else 1
 

@@ -33,9 +33,9 @@ DTYPES: dict[str, np.dtype] = {
 if _BFLOAT16 is not None:
     DTYPES["bfloat16"] = _BFLOAT16
 
-# 1 MiB per message: large enough that per-message overhead is small next to the copy, small
-# enough that a 1 GB model streams as ~1000 messages well under any message limit.
-DEFAULT_CHUNK_BYTES = 1 << 20
+# 4 MiB per message: large enough that per-message overhead is small next to the copy, small
+# enough that a 1 GB model streams as 256 messages well under any message limit.
+DEFAULT_CHUNK_BYTES = 4 << 20
 # Room for the header fields of the first chunk (sender, dtype, shape, ...).
 HEADER_SLACK = 4096
 
