@@ -102,7 +102,7 @@ def make_attack(role: str, attack: dict[str, Any] | None) -> Any | None:
 
 def build_node(node_env: NodeEnv) -> Any:
     """Task, adapter, state and protocol node for this replica (nothing started yet)."""
-    from garfield.adapters import create, seed_everything
+    from garfield.adapters import configure_threads, create, seed_everything
     from garfield.observability.state import NodeState
     from garfield.protocol import ROLES as NODE_CLASSES
     from garfield.protocol.base import NodeConfig
@@ -110,6 +110,7 @@ def build_node(node_env: NodeEnv) -> Any:
     from garfield.task import load_task
 
     spec = from_dict(node_env.spec)
+    configure_threads(spec.framework)
     seed_everything(spec.framework, spec.training.seed)
     task = load_task(spec.task.entrypoint, spec.task.args)
     adapter = create(spec.framework, task, spec, node_env.role, node_env.index)

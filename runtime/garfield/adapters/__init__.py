@@ -7,6 +7,8 @@ import time and run where it is not installed.
 
 from __future__ import annotations
 
+import math
+import os
 import random
 from typing import Any
 
@@ -63,4 +65,32 @@ def seed_everything(framework: str, seed: int) -> None:
         _import_tensorflow().random.set_seed(seed)  # fails here, before the task imports Keras
 
 
-__all__ = ["FRAMEWORKS", "AdapterError", "FrameworkAdapter", "create", "seed_everything"]
+def usable_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a pod's CPU
+    limit, which neither os.cpu_count nor torch's default thread count sees)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as fh:
+            quota, period = fh.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def configure_threads(framework: str) -> None:
+    """One replica process: PyTorch intra-op threads = the CPUs it may use, unless OMP_NUM_THREADS
+    says otherwise (the local launcher sets 1 when many replicas share few cores). TensorFlow's
+    adapter configures its own threads."""
+    if framework == "pytorch" and not os.environ.get("OMP_NUM_THREADS"):
+        import torch
+
+        torch.set_num_threads(usable_cpus())
+
+
+__all__ = ["FRAMEWORKS", "AdapterError", "FrameworkAdapter", "configure_threads", "create", "seed_everything",
+           "usable_cpus"]
