@@ -59,7 +59,8 @@ StatusRequest = pb2.StatusRequest
 StatusReply = pb2.StatusReply
 GRADIENT: int = pb2.GRADIENT
 MODEL: int = pb2.MODEL
-KIND_NAMES = {pb2.GRADIENT: "gradient", pb2.MODEL: "model"}
+PROPOSAL: int = pb2.PROPOSAL
+KIND_NAMES = {pb2.GRADIENT: "gradient", pb2.MODEL: "model", pb2.PROPOSAL: "proposal"}
 
 SERVICE = "garfield.v1.Node"
 GET_TENSOR = f"/{SERVICE}/GetTensor"
@@ -67,4 +68,4 @@ GET_TENSOR_WHOLE = f"/{SERVICE}/GetTensorWhole"
 STATUS = f"/{SERVICE}/Status"
 
 __all__ = ["pb2", "pb2_grpc", "TensorRequest", "TensorChunk", "StatusRequest", "StatusReply", "GRADIENT", "MODEL",
-           "KIND_NAMES", "SERVICE", "GET_TENSOR", "GET_TENSOR_WHOLE", "STATUS"]
+           "PROPOSAL", "KIND_NAMES", "SERVICE", "GET_TENSOR", "GET_TENSOR_WHOLE", "STATUS"]

@@ -19,7 +19,7 @@ import grpc.aio
 
 from garfield.adapters.base import FrameworkAdapter, Tensor
 from garfield.observability.state import NodeState
-from garfield.proto import GRADIENT, KIND_NAMES, MODEL, TensorRequest
+from garfield.proto import GRADIENT, KIND_NAMES, MODEL, PROPOSAL, TensorRequest
 from garfield.protocol.board import Board
 from garfield.protocol.quorum import CallPolicy, PeerOrder, adopted_step, gather
 from garfield.spec.model import JobSpec
@@ -67,9 +67,9 @@ class ProtocolNode:
     """A node: gRPC service + step loop. Subclasses set `offers` and implement :meth:`train`."""
 
     offers: tuple[int, ...] = ()
-    # The kind whose request for the last step is a peer's last request to this node (a peer
-    # asking a decentralized peer for its step T-1 gradient still needs its step T model).
-    final_kind: int = MODEL
+    # Kinds whose request for the last step is a peer's last request to this node (a peer asking
+    # a decentralized peer for its step T-1 gradient still needs its step T proposal).
+    final_kinds: tuple[int, ...] = (MODEL, PROPOSAL)
 
     def __init__(self, config: NodeConfig, adapter: FrameworkAdapter, state: NodeState) -> None:
         self.config = config
@@ -158,7 +158,7 @@ class ProtocolNode:
     def _note_request(self, request: TensorRequest) -> None:
         self._last_request = time.monotonic()
         final = self.total_steps - 1 if request.kind == GRADIENT else self.total_steps
-        if request.kind == self.final_kind and request.step >= final and request.requester:
+        if request.kind in self.final_kinds and request.step >= final and request.requester:
             self._final_seen.add(request.requester)
         self._activity.set()
 
@@ -258,4 +258,4 @@ class ProtocolNode:
             self._t = now
 
 
-__all__ = ["NodeConfig", "Contribution", "ProtocolNode", "GRADIENT", "MODEL"]
+__all__ = ["NodeConfig", "Contribution", "ProtocolNode", "GRADIENT", "MODEL", "PROPOSAL"]

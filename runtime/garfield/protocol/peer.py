@@ -2,9 +2,10 @@
 
 Per step t: compute its own vector at its model and offer it; pull step-t vectors from the other
 peers (first n - f, itself included), aggregate with ``spec.workers.gar``, take the optimizer
-step; offer the updated model, pull step-(t+1) models from the other peers (first n - f, itself
-included), aggregate with ``spec.workers.gar`` and adopt the result. Byzantine peers attack
-through the vectors they offer.
+step; offer the updated model as a PROPOSAL, pull step-(t+1) proposals from the other peers
+(first n - f, itself included), aggregate with ``spec.workers.gar``, adopt the result and offer
+it as its MODEL of step t+1 (what an observer fetches). Byzantine peers attack through the
+vectors they offer.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from garfield.adapters.base import FrameworkAdapter
 from garfield.observability.state import NodeState
-from garfield.proto import GRADIENT, MODEL
+from garfield.proto import GRADIENT, MODEL, PROPOSAL
 from garfield.protocol.base import Contribution, NodeConfig, ProtocolNode
 from garfield.protocol.gradients import GradientSource
 
@@ -22,7 +23,8 @@ log = logging.getLogger("garfield.peer")
 
 
 class PeerNode(ProtocolNode):
-    offers = (GRADIENT, MODEL)
+    offers = (GRADIENT, MODEL, PROPOSAL)
+    final_kinds = (PROPOSAL,)
 
     def __init__(self, config: NodeConfig, adapter: FrameworkAdapter, state: NodeState, attack: Any | None = None) -> None:
         super().__init__(config, adapter, state)
@@ -38,6 +40,7 @@ class PeerNode(ProtocolNode):
         step = 0
         self.state.set_step(0)
         await self.publish(MODEL, 0, self.adapter.get_params())
+        await self.publish(PROPOSAL, 0, self.adapter.get_params())
         while step < self.total_steps:
             timer = self.Timer()
             vector, loss = self.source.compute(step)
@@ -54,10 +57,10 @@ class PeerNode(ProtocolNode):
             timer.lap("aggregation")
             self.adapter.apply_gradient(update)
             step += 1
-            await self.publish(MODEL, step, self.adapter.get_params())
+            await self.publish(PROPOSAL, step, self.adapter.get_params())
             own = Contribution(self.adapter.get_params(), step, loss, self.name)
             timer.lap("computation")
-            models = await self.collect(self.worker_peers, q, MODEL, step, local=[own])
+            models = await self.collect(self.worker_peers, q, PROPOSAL, step, local=[own])
             timer.lap("communication")
             self.adapter.set_params(self.aggregate(gar.name, gar.params, f, models))
             timer.lap("aggregation")

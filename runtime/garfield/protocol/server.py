@@ -2,10 +2,10 @@
 
 Per step t: pull step-t vectors from the workers and keep the first q_w = n_w - f_w valid ones;
 aggregate them with ``spec.workers.gar``; one step of the user's optimizer. With replicas, then
-offer the updated model, pull step-(t+1) models from the other servers (first q_s - 1, plus its
-own: q_s = n_s - f_s), aggregate them with ``spec.servers.gar`` and adopt the result (ByzSGD's
-contraction step, which keeps correct servers' models close without consensus). Finally offer
-the model of step t+1 to the workers.
+offer the updated model as a PROPOSAL, pull step-(t+1) proposals from the other servers (first
+q_s - 1, plus its own: q_s = n_s - f_s), aggregate them with ``spec.servers.gar`` and adopt the
+result (ByzSGD's contraction step, which keeps correct servers' models close without
+consensus). Finally offer the MODEL of step t+1 to the workers.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from typing import Any
 
 from garfield.adapters.base import FrameworkAdapter
 from garfield.observability.state import NodeState
-from garfield.proto import GRADIENT, MODEL
+from garfield.proto import GRADIENT, MODEL, PROPOSAL
 from garfield.protocol.base import Contribution, NodeConfig, ProtocolNode
 
 log = logging.getLogger("garfield.server")
 
 
 class ServerNode(ProtocolNode):
-    offers = (MODEL,)
+    offers = (MODEL, PROPOSAL)
 
     def __init__(self, config: NodeConfig, adapter: FrameworkAdapter, state: NodeState, attack: Any | None = None) -> None:
         super().__init__(config, adapter, state)
@@ -32,11 +32,11 @@ class ServerNode(ProtocolNode):
     def expected_final_requesters(self) -> set[str]:
         return {p.name for p in self.server_peers + self.worker_peers}
 
-    async def offer_model(self, step: int) -> None:
+    async def offer_model(self, step: int, kind: int = MODEL) -> None:
         model = self.adapter.get_params()
         if self.attack is not None:
             model = self.attack.corrupt(model, step)  # None: a silent server answers nothing
-        await self.publish(MODEL, step, model, self.state.loss if self.state.loss is not None else float("nan"))
+        await self.publish(kind, step, model, self.state.loss if self.state.loss is not None else float("nan"))
 
     async def train(self) -> None:
         spec = self.spec
@@ -57,10 +57,10 @@ class ServerNode(ProtocolNode):
             self.state.set_loss(self.median_loss(grads))
             timer.lap("computation")
             if replicated:
-                await self.offer_model(step)
+                await self.offer_model(step, PROPOSAL)
                 own = Contribution(self.adapter.get_params(), step, self.state.loss or float("nan"), self.name)
                 timer.lap("computation")
-                models = await self.collect(self.server_peers, servers.quorum, MODEL, step, local=[own])
+                models = await self.collect(self.server_peers, servers.quorum, PROPOSAL, step, local=[own])
                 timer.lap("communication")
                 self.adapter.set_params(self.aggregate(servers.gar.name, servers.gar.params, servers.byzantine, models))
                 timer.lap("aggregation")

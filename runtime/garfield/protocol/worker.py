@@ -21,7 +21,7 @@ from garfield.protocol.gradients import GradientSource
 
 class WorkerNode(ProtocolNode):
     offers = (GRADIENT,)
-    final_kind = GRADIENT
+    final_kinds = (GRADIENT,)
 
     def __init__(self, config: NodeConfig, adapter: FrameworkAdapter, state: NodeState, attack: Any | None = None) -> None:
         super().__init__(config, adapter, state)
