@@ -64,6 +64,32 @@ def test_flat_parameters_round_trip_bit_exactly(make_spec: Any) -> None:
     assert str(kept.device).endswith(adapter.device.lstrip("/"))
 
 
+@pytest.mark.parametrize("label_transform", [False, True])
+def test_parameters_set_are_the_ones_every_computation_uses(make_spec: Any, label_transform: bool) -> None:
+    """set_params is written lazily, fused into the next traced call: gradient, optimizer step and
+    evaluation must all see the parameters set last, and so must the user's model."""
+    x, y = regression_data()
+    adapter = TensorFlowAdapter(linear_task(x, y), make_spec(batchSize=N, learningRate=0.1), "worker", 0)
+    if label_transform:
+        adapter.label_transform = lambda t: t  # the eager path (a Byzantine worker's)
+    rng = np.random.default_rng(8)
+    for _ in range(2):
+        vector = rng.normal(size=adapter.num_params).astype(np.float32)
+        adapter.set_params(vector)
+        adapter.set_params(vector)  # twice: still the same parameters
+        grad, _ = adapter.compute_gradient()
+        gw, gb = manual_mse_grad(x, y, vector[:D * K].reshape(D, K), vector[D * K:])
+        np.testing.assert_allclose(grad.numpy(), np.concatenate([gw.ravel(), gb]), rtol=1e-5, atol=1e-5)
+    adapter.set_params(vector)
+    step = np.ones(adapter.num_params, np.float32)
+    adapter.apply_gradient(step)
+    np.testing.assert_allclose(adapter.to_numpy(adapter.get_params()), vector - 0.1, rtol=1e-6, atol=1e-6)
+    adapter.set_params(vector)
+    assert np.array_equal(adapter.model.trainable_variables[1].numpy(), vector[D * K:])
+    assert adapter.evaluate()["loss"] == pytest.approx(
+        float(np.mean((x @ vector[:D * K].reshape(D, K) + vector[D * K:] - y) ** 2)), rel=1e-5)
+
+
 def test_set_params_rejects_a_wrong_sized_vector(make_spec: Any) -> None:
     x, y = regression_data()
     adapter = TensorFlowAdapter(linear_task(x, y), make_spec(batchSize=8), "server", 0)

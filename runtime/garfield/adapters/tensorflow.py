@@ -206,11 +206,9 @@ def _batched(dataset: Any) -> bool:
 
 def _as_examples(dataset: Any, what: str) -> Any:
     """The dataset as single ``(x, y)`` examples, so that the spec's batch size governs."""
-    tf = _tf
     if not isinstance(dataset.element_spec, tuple) or len(dataset.element_spec) != 2:
         raise TensorFlowTaskError(f"task.{what}: a tf.data.Dataset must yield (inputs, targets) pairs; "
                                   f"it yields {dataset.element_spec}")
-    del tf
     return dataset.unbatch() if _batched(dataset) else dataset
 
 
@@ -223,6 +221,22 @@ def _arrays(data: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+class _Traced:
+    """A ``tf.function`` with a fixed input signature, traced on first use and then called through
+    its concrete function: the polymorphic call's argument binding and cache lookup cost about as
+    much again as running a small graph, once per step per call."""
+
+    def __init__(self, function: Any) -> None:
+        self._function = function
+        self._concrete: Any = None
+
+    def __call__(self, *args: Any) -> Any:
+        concrete = self._concrete
+        if concrete is None:
+            concrete = self._concrete = self._function.get_concrete_function()
+        return concrete(*args)
+
+
 # -- the adapter --------------------------------------------------------------------------------------
 
 class TensorFlowAdapter(FrameworkAdapter):
@@ -233,6 +247,8 @@ class TensorFlowAdapter(FrameworkAdapter):
     def __init__(self, task: Task, spec: Any, role: str, index: int, device: str | None = None) -> None:
         tf = import_tensorflow()
         self._tf = tf
+        self._params: Any = None  # cached flat parameters, None once they may have changed
+        self._pending: Any = None  # parameters set but not yet written into the variables
         self.role, self.index = role, index
         training = spec.training
         self.batch_size: int = int(training.batch_size)
@@ -240,12 +256,12 @@ class TensorFlowAdapter(FrameworkAdapter):
         self.device = device or default_device(tf)
         self.label_transform = None
 
-        self.model = task.model
-        if not hasattr(self.model, "trainable_variables"):
+        self._model = task.model
+        if not hasattr(self._model, "trainable_variables"):
             raise TensorFlowTaskError(
-                f"task.model must be a Keras model or a tf.Module with trainable variables; got {type(self.model).__name__}"
-                + (" (a PyTorch module? set spec.framework: pytorch)" if hasattr(self.model, "parameters") else ""))
-        self._keras_model = _is_keras_layer(self.model)
+                f"task.model must be a Keras model or a tf.Module with trainable variables; got {type(self._model).__name__}"
+                + (" (a PyTorch module? set spec.framework: pytorch)" if hasattr(self._model, "parameters") else ""))
+        self._keras_model = _is_keras_layer(self._model)
         self.loss_fn = _resolve_loss(task.loss)
         self._rng = np.random.default_rng(self.seed)
 
@@ -253,7 +269,7 @@ class TensorFlowAdapter(FrameworkAdapter):
             self._train = self._prepare_train(task.train)
             self._test = self._prepare_test(task.test) if task.test is not None else None
             self._build_model()
-            self._vars = list(self.model.trainable_variables)
+            self._vars = list(self._model.trainable_variables)
             if not self._vars:
                 raise TensorFlowTaskError("task.model has no trainable variables")
             self._shapes = [tuple(int(d) for d in v.shape) for v in self._vars]
@@ -262,11 +278,16 @@ class TensorFlowAdapter(FrameworkAdapter):
             dtypes = {v.dtype for v in self._vars}
             self.dtype = tf.as_dtype(next(iter(dtypes))) if len(dtypes) == 1 else tf.float32
             self._uniform_dtype = len(dtypes) == 1
-            self._params: Any = None  # cached flat parameters, None once they may have changed
             self._cast_inputs()
             self.optimizer = _resolve_optimizer(task.optimizer, training.learning_rate)
             self.optimizer.build(self._vars)  # slot variables now, not inside a traced function
             self._compile()
+
+    @property
+    def model(self) -> Any:
+        """The user's model with its variables up to date (pending parameters written first)."""
+        self._flush()
+        return self._model
 
     # -- data -------------------------------------------------------------------------------------
     def _prepare_train(self, data: Any) -> Any:
@@ -276,8 +297,11 @@ class TensorFlowAdapter(FrameworkAdapter):
             size = int(ds.cardinality())
             buffer = size if 0 < size <= SHUFFLE_BUFFER * 10 else SHUFFLE_BUFFER
             ds = (ds.shuffle(buffer, seed=self.seed, reshuffle_each_iteration=True).repeat()
-                  .batch(self.batch_size, drop_remainder=True).prefetch(2))
-            self._train_iter = iter(ds)
+                  .batch(self.batch_size, drop_remainder=True))
+            # batches are copied to the device (a GPU: ahead of the step that needs them)
+            ds = ds.apply(tf.data.experimental.prefetch_to_device(self.device, buffer_size=2))
+            with tf.device("/CPU:0"):  # input pipelines run on the host
+                self._train_iter = iter(ds)
             self._sample_x = ds.element_spec[0]
             return None
         if not _is_pair(data):
@@ -330,9 +354,9 @@ class TensorFlowAdapter(FrameworkAdapter):
 
     def _build_model(self) -> None:
         """Create the variables of a model built lazily (e.g. ``Sequential`` without an Input)."""
-        if self._keras_model and self.model.built and self.model.trainable_variables:
+        if self._keras_model and self._model.built and self._model.trainable_variables:
             return
-        if not self._keras_model and self.model.trainable_variables:
+        if not self._keras_model and self._model.trainable_variables:
             return
         tf = self._tf
         if self._train_iter is None:
@@ -343,7 +367,7 @@ class TensorFlowAdapter(FrameworkAdapter):
         self._call(sample, training=False)
 
     def _call(self, x: Any, training: bool) -> Any:
-        return self.model(x, training=training) if self._keras_model else self.model(x)
+        return self._model(x, training=training) if self._keras_model else self._model(x)
 
     # -- compiled step functions ------------------------------------------------------------------
     def _compile(self) -> None:
@@ -362,43 +386,57 @@ class TensorFlowAdapter(FrameworkAdapter):
             with tf.GradientTape() as tape:
                 out = self._call(x, training=True)
                 loss = tf.reduce_mean(self.loss_fn(y, out))  # loss functions return per-example values
-                if self._keras_model and self.model.losses:  # regularisation terms
-                    loss = loss + tf.add_n(self.model.losses)
+                if self._keras_model and self._model.losses:  # regularisation terms
+                    loss = loss + tf.add_n(self._model.losses)
             grads = tape.gradient(loss, vars_)
             grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, vars_)]
             return flatten(grads), loss
 
-        self._get = tf.function(lambda: flatten(vars_), input_signature=[])
-
-        @tf.function(input_signature=[flat_spec])
-        def set_params(flat: Any) -> None:
+        def assign(flat: Any) -> None:
             for v, p in zip(vars_, split(flat)):
                 v.assign(p)
 
-        @tf.function(input_signature=[flat_spec])
+        def traced(*signature: Any) -> Callable[[Callable[..., Any]], _Traced]:
+            return lambda fn: _Traced(tf.function(fn, input_signature=list(signature)))
+
+        self._get = traced()(lambda: flatten(vars_))
+        self._set = traced(flat_spec)(assign)
+
+        @traced(flat_spec)
         def apply(flat: Any) -> None:
             self.optimizer.apply_gradients(zip(split(flat), vars_))
 
-        self._set, self._apply = set_params, apply
+        @traced(flat_spec, flat_spec)
+        def set_and_apply(params: Any, flat: Any) -> None:
+            assign(params)
+            self.optimizer.apply_gradients(zip(split(flat), vars_))
+
+        self._apply, self._set_and_apply = apply, set_and_apply
 
         if self._train_iter is None:
             x_all, y_all = self._train
             x_spec = tf.TensorSpec([self.batch_size, *x_all.shape[1:]], x_all.dtype)
             y_spec = tf.TensorSpec([self.batch_size, *y_all.shape[1:]], y_all.dtype)
+            idx_spec = tf.TensorSpec([self.batch_size], tf.int32)
 
-            @tf.function(input_signature=[tf.TensorSpec([self.batch_size], tf.int32)])
+            @traced(idx_spec)
             def batch_at(idx: Any) -> tuple[Any, Any]:
                 return tf.gather(x_all, idx), tf.gather(y_all, idx)
 
-            @tf.function(input_signature=[tf.TensorSpec([self.batch_size], tf.int32)])
+            @traced(idx_spec)
             def grad_at(idx: Any) -> tuple[Any, Any]:
                 return loss_and_grad(tf.gather(x_all, idx), tf.gather(y_all, idx))
 
-            self._batch_at, self._grad_at = batch_at, grad_at
+            @traced(flat_spec, idx_spec)
+            def set_and_grad_at(params: Any, idx: Any) -> tuple[Any, Any]:
+                assign(params)
+                return loss_and_grad(tf.gather(x_all, idx), tf.gather(y_all, idx))
+
+            self._batch_at, self._grad_at, self._set_and_grad_at = batch_at, grad_at, set_and_grad_at
         else:
             x_spec, y_spec = (tf.TensorSpec([self.batch_size, *s.shape[1:]], s.dtype)
                               for s in self._train_iter.element_spec)
-        self._grad_xy = tf.function(loss_and_grad, input_signature=[x_spec, y_spec])
+        self._grad_xy = traced(x_spec, y_spec)(loss_and_grad)
 
         @tf.function(reduce_retracing=True)
         def eval_batch(x: Any, y: Any) -> tuple[Any, Any]:
@@ -418,45 +456,76 @@ class TensorFlowAdapter(FrameworkAdapter):
         return self._params
 
     def set_params(self, flat: Any) -> None:
+        """Record `flat` as the parameters; the variables are written by the next computation
+        that needs them, in the same traced call (a worker's gradient, a server's step), which
+        saves one call into TensorFlow per step. Reads see `flat` at once."""
         with self._tf.device(self.device):
             flat = self._vector(flat)
+        if not self._uniform_dtype:  # the variables would round `flat`: write now, read back
+            self._write(flat)
+            return
+        self._pending = flat
+        self._params = flat
+
+    def _write(self, flat: Any) -> None:
+        with self._tf.device(self.device):
             self._set(flat)
-        # the variables now hold exactly `flat` (no arithmetic on the way) unless dtypes differ
-        self._params = flat if self._uniform_dtype else None
+        self._pending = None
+        self._params = None
+
+    def _flush(self) -> None:
+        """Write pending parameters into the variables before a computation that reads them."""
+        if self._pending is not None:
+            params = self._params
+            self._write(self._pending)
+            self._params = params
 
     def compute_gradient(self) -> tuple[Any, float]:
         tf = self._tf
+        transform = self.label_transform
+        if self._train_iter is None and transform is None:  # the hot path: one call per step
+            idx = self._next_indices()
+            with tf.device(self.device):
+                if self._pending is not None:
+                    grad, loss = self._set_and_grad_at(self._pending, idx)
+                    self._pending = None
+                else:
+                    grad, loss = self._grad_at(idx)
+            return grad, float(loss)
+        self._flush()
         with tf.device(self.device):
-            transform = self.label_transform
             if self._train_iter is not None:
                 x, y = next(self._train_iter)
-                if transform is not None:
-                    y = tf.convert_to_tensor(transform(y), dtype=y.dtype)
-                grad, loss = self._grad_xy(x, y)
-            elif transform is None:
-                grad, loss = self._grad_at(self._next_indices())
             else:
                 x, y = self._batch_at(self._next_indices())
-                grad, loss = self._grad_xy(x, tf.convert_to_tensor(transform(y), dtype=y.dtype))
+            if transform is not None:
+                y = tf.convert_to_tensor(transform(y), dtype=y.dtype)
+            grad, loss = self._grad_xy(x, y)
         return grad, float(loss)
 
     def apply_gradient(self, flat: Any) -> None:
-        self._params = None
         with self._tf.device(self.device):
-            self._apply(self._vector(flat))
+            flat = self._vector(flat)
+            if self._pending is not None:
+                self._set_and_apply(self._pending, flat)
+                self._pending = None
+            else:
+                self._apply(flat)
+        self._params = None
 
     def evaluate(self, max_batches: int | None = None) -> dict[str, float]:
         if self._test is None:
             return {}
+        self._flush()
         total_loss, correct, count = 0.0, 0, 0
-        with self._tf.device(self.device):
-            for i, (x, y) in enumerate(self._test):
-                if max_batches is not None and i >= max_batches:
-                    break
+        for i, (x, y) in enumerate(self._test):  # a tf.data pipeline iterates on the host
+            if max_batches is not None and i >= max_batches:
+                break
+            with self._tf.device(self.device):
                 loss_sum, hits = self._eval_batch(x, y)
-                total_loss += float(loss_sum)
-                correct += int(hits)
-                count += int(x.shape[0])
+            total_loss += float(loss_sum)
+            correct += int(hits)
+            count += int(x.shape[0])
         if count == 0:
             return {}
         return {"accuracy": correct / count, "loss": total_loss / count}
@@ -483,7 +552,8 @@ class TensorFlowAdapter(FrameworkAdapter):
         with tf.device(self.device):
             tensor = tf.convert_to_tensor(array)
             # eager constants are created in host memory; identity places the value on the device
-            return tf.identity(tensor) if self.device.upper().find("GPU") >= 0 else tensor
+            # (on a CPU device it forwards the same buffer)
+            return tf.identity(tensor)
 
     # -- helpers -----------------------------------------------------------------------------------
     def _vector(self, flat: Any) -> Any:
