@@ -17,7 +17,8 @@ class Task:
     """The user's training objects.
 
     model: a torch ``nn.Module``, a Keras model or a ``tf.Module`` with trainable variables.
-    loss: ``loss(outputs, targets) -> scalar`` in the model's framework.
+    loss: in the model's framework's own convention: ``loss(outputs, targets)`` (PyTorch) or
+        ``loss(y_true, y_pred)`` (a Keras loss, function or loss name, as given to ``model.compile``).
     optimizer: an optimizer instance, or a factory called with the model's parameters
         (PyTorch) / with no argument (Keras) that returns one.
     train: training data: a Dataset or DataLoader (PyTorch), a ``tf.data.Dataset`` or an
