@@ -124,7 +124,7 @@ class Expect:
 class Received:
     """A validated tensor."""
 
-    array: np.ndarray  # flat view over the received bytes, writeable
+    array: np.ndarray  # flat view over the received bytes (read-only when it views a one-chunk message)
     step: int
     sender: str
     loss: float
