@@ -29,7 +29,7 @@ def test_attacked_msmw_robust_learns_while_averaging_collapses(tmp_path: Path) -
     assert min(accuracies(robust)) >= 0.90, robust.final_accuracy
     # the random-model server does not pull the three correct servers apart
     assert len(models) == 3 and spread(models) < 0.05, spread(models)
-    print(f"correct servers' spread under a random-model server: {spread(models):.2e} of the model norm")
+    (tmp_path / "spread.txt").write_text(f"random-model server: {spread(models):.3e}\n")
 
     plain = variant("mnist-msmw.yaml", "e2e-msmw-avg", {
         "training": {"steps": 100, "evaluationInterval": 10},
@@ -42,7 +42,9 @@ def test_attacked_msmw_robust_learns_while_averaging_collapses(tmp_path: Path) -
     if averaged.outcome == "succeeded":
         assert reported, averaged.final_accuracy
     else:  # the averaged model blew up: workers' gradients turn non-finite and no quorum remains
-        assert averaged.outcome == "failed" and "nonfinite" in averaged.message, averaged.message
+        assert averaged.outcome == "failed" and "QuorumError" in averaged.message, averaged.message
+        logs = [Path(info["log"]).read_text() for info in averaged.replicas.values() if info["role"] == "server"]
+        assert any('"reason": "nonfinite"' in log for log in logs), averaged.message
 
 
 def test_reversed_model_server_does_not_pull_correct_servers_apart(tmp_path: Path) -> None:
@@ -54,7 +56,7 @@ def test_reversed_model_server_does_not_pull_correct_servers_apart(tmp_path: Pat
     assert result.outcome == "succeeded", result.message
     assert len(models) == 3 and spread(models) < 0.05, spread(models)
     assert min(accuracies(result)) >= 0.85, result.final_accuracy
-    print(f"correct servers' spread under a reversed-model server: {spread(models):.2e} of the model norm")
+    (tmp_path / "spread.txt").write_text(f"reversed-model server: {spread(models):.3e}\n")
 
 
 def test_ssmw_learns_under_fall_of_empires(tmp_path: Path) -> None:
@@ -95,29 +97,41 @@ def test_killing_f_workers_and_f_servers_mid_run_still_completes(tmp_path: Path)
     assert len(survivors) == 3 and all(v is not None and v >= 0.80 for v in survivors.values()), survivors
 
 
+def _alie_job(name: str, z: float, gar: str, momentum_on_workers: bool, steps: int):
+    return variant("mnist-ssmw.yaml", name, {
+        "workers": {"replicas": 7, "byzantine": 2, "gar": {"name": gar}},
+        "training": {"steps": steps, "evaluationInterval": 25, "workerMomentum": 0.9 if momentum_on_workers else 0.0},
+        "task": {"args": {"momentum": 0.0 if momentum_on_workers else 0.9}},
+        "attack": {"workers": {"count": 2, "name": "little", "params": {"z": z}}},
+    })
+
+
 @pytest.mark.xfail(strict=True, reason=(
-    "protocol: an omniscient attack (ALIE) computes n - f honest vectors before answering, so its replies "
-    "always arrive after the honest ones and the preferred-quorum order never aggregates them (measured: "
-    "ALIE z=100 against plain averaging still reaches 90.3%, the no-attack accuracy). The momentum "
-    "comparison is meaningless until simulated attackers can be among the first q replies."))
+    "not reproduced in the real multi-process system: with ALIE (z=1) vectors reaching the quorum (checked by "
+    "the z=100 probe), MDA kept 92.7% with worker momentum and 93.0% with server momentum over steps 150-300; "
+    "the notes' collapse (0-49%) came from a one-process simulation aggregating every reply"))
 def test_worker_momentum_resists_a_little_is_enough_where_server_momentum_does_not(tmp_path: Path) -> None:
     """ALIE (z=1) against MDA: momentum on the workers keeps accuracy, momentum on the server loses it.
 
-    Compared on the mean of the server's evaluations over the second half of training (single
-    evaluations fluctuate by +-10 points under this attack).
+    Precondition, checked first and cheaply: the attackers' vectors reach the server's quorum at all
+    (ALIE with z=100 must wreck plain averaging). Omniscient attackers compute n - f honest vectors
+    before answering; if the protocol's quorums always complete before they answer, the comparison
+    says nothing and the test reports that as an expected failure with the measurement.
     """
+    probe = run(_alie_job("e2e-alie-probe", 100.0, "average", True, 60), tmp_path)
+    probe_acc = [v for v in probe.final_accuracy.values() if v is not None]
+    if probe.outcome == "succeeded" and probe_acc and min(probe_acc) >= 0.5:
+        pytest.xfail(f"ALIE replies never reach the quorum: z=100 against averaging still reaches {min(probe_acc):.1%}")
+
     def mean_late_accuracy(name: str, momentum_on_workers: bool) -> float:
         history: list[tuple[int, float]] = []
-        job = variant("mnist-ssmw.yaml", name, {
-            "workers": {"replicas": 7, "byzantine": 2, "gar": {"name": "mda"}},
-            "training": {"steps": 300, "evaluationInterval": 25, "workerMomentum": 0.9 if momentum_on_workers else 0.0},
-            "task": {"args": {"momentum": 0.0 if momentum_on_workers else 0.9}},
-            "attack": {"workers": {"count": 2, "name": "little", "params": {"z": 1.0}}},
-        })
+        job = _alie_job(name, 1.0, "mda", momentum_on_workers, 300)
 
         def record(_: str, status: dict[str, Any]) -> None:
-            if isinstance(status.get("accuracy"), (int, float)) and (not history or history[-1][0] != status["step"]):
-                history.append((int(status["step"]), float(status["accuracy"])))
+            # one sample per evaluation (every 25 steps): the latest accuracy, once its evaluation is past
+            evaluation = int(status.get("step") or 0) // 25 * 25
+            if isinstance(status.get("accuracy"), (int, float)) and evaluation and (not history or history[-1][0] != evaluation):
+                history.append((evaluation, float(status["accuracy"])))
 
         result = run(job, tmp_path, on_status=record)
         assert result.outcome == "succeeded", result.message

@@ -30,6 +30,10 @@ state = {"step": 0, "phase": "running"}
 if behaviour == "crash":
     print(f"{name}: simulated crash", flush=True)
     sys.exit(3)
+if behaviour == "fail":  # the real node's way: a JSON error line, then teardown noise
+    print(json.dumps({"level": "error", "msg": "failed", "exception": "Traceback ...\nQuorumError: 4 of 7 left"}), flush=True)
+    print("Traceback (most recent call last):\nasyncio.exceptions.CancelledError", flush=True)
+    sys.exit(1)
 if behaviour == "ignore-term":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 if behaviour == "grandchild":

@@ -79,6 +79,16 @@ def test_successful_run_summary_and_cleanup(tmp_path: Path, monkeypatch: pytest.
     assert_all_gone(result)
 
 
+def test_live_bar_redraws_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_NODE", "{}")
+    stream = io.StringIO()
+    result = launch(load_job(MSMW), tmp_path / "run", steps=60, progress="bar", stream=stream, command=fake_command)
+    assert result.outcome == "succeeded"
+    out = stream.getvalue()
+    assert out.count("\r\x1b[2K[") >= 2 and "step 60/60" in out
+    assert out.rstrip().endswith("messages rejected")
+
+
 def test_byzantine_exits_and_up_to_f_crashes_do_not_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     behaviour = {"mnist-msmw-server-3": "crash", "mnist-msmw-worker-6": "crash", "mnist-msmw-worker-5": "crash"}
     result, _ = run_fake(tmp_path, monkeypatch, behaviour)
@@ -93,6 +103,14 @@ def test_more_than_f_crashes_fail_with_the_log(tmp_path: Path, monkeypatch: pyte
     assert "mnist-msmw-worker-0 exit 3" in result.message and "simulated crash" in result.message
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["outcome"] == "failed"
     assert_all_gone(result)
+
+
+def test_failure_message_quotes_the_nodes_structured_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, _ = run_fake(tmp_path, monkeypatch, {"mnist-msmw-server-0": "fail", "mnist-msmw-server-1": "fail"},
+                         steps=100_000)
+    assert result.outcome == "failed"
+    assert "exit 1: failed: QuorumError: 4 of 7 left (log: " in result.message
+    assert "CancelledError" not in result.message
 
 
 def test_timeout_kills_children_that_ignore_sigterm_and_their_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
 import signal
 import subprocess
@@ -88,6 +89,27 @@ class Child:
             except ValueError:
                 return f"killed by signal {-code}"
         return f"exit {code}"
+
+    def failure_reason(self) -> str | None:
+        """The node's own last structured error ("msg" plus the exception's final line), if it logged one.
+
+        A failing node's log ends with teardown noise (cancelled RPCs); its JSON error line says why.
+        """
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return None
+        for line in reversed(text.splitlines()):
+            if not line.startswith("{") or '"level"' not in line:
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("level") in ("error", "critical"):
+                exception = str(entry.get("exception") or "").strip().splitlines()
+                return f"{entry.get('msg', 'error')}: {exception[-1]}" if exception else str(entry.get("msg", "error"))
+        return None
 
     def log_tail(self, lines: int = 15) -> str:
         try:

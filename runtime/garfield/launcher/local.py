@@ -273,9 +273,11 @@ class _Supervisor:
             faulty = sum(c.byzantine for c in members) + len(crashed)
             if crashed and faulty > f:
                 worst = crashed[0]
-                tail = worst.log_tail()
+                reason = worst.failure_reason()
+                detail = f": {reason} (log: {worst.log_path})" if reason else \
+                    f"; last lines of {worst.log_path}:\n{worst.log_tail()}"
                 return FAILED, (f"{faulty} of {len(members)} {role}s are faulty ({len(crashed)} crashed), more than "
-                                f"f={f}: {worst.name} {worst.describe_exit()}; last lines of {worst.log_path}:\n{tail}")
+                                f"f={f}: {worst.name} {worst.describe_exit()}{detail}")
         for child in self.correct_primaries():
             if child.reap() == 0:
                 self.finished.add(child.name)
