@@ -29,9 +29,12 @@ from garfield.wire.codec import Expect, Received, Rejected, dtype_name, encode
 
 log = logging.getLogger("garfield.node")
 
-# After its last step a node keeps answering until the peers it expects have fetched its final
-# tensor, or until nobody has asked anything for this long (crashed or Byzantine peers never will).
-LINGER_IDLE_SECONDS = 1.5
+# After its last step a node keeps answering until the peers that were recently asking it have
+# fetched its final tensor, or until nobody has asked anything for this long (crashed or
+# Byzantine peers never will). Peers silent for RECENT_SECONDS before the end are not waited for
+# (crashed, or asking other replicas under the preferred quorum).
+LINGER_IDLE_SECONDS = 3.0
+RECENT_SECONDS = 5.0
 
 
 @dataclass
@@ -91,6 +94,7 @@ class ProtocolNode:
         self._last_request = time.monotonic()
         self._activity = asyncio.Event()
         self._final_seen: set[str] = set()
+        self._last_seen: dict[str, float] = {}
         self._orders: dict[tuple[int, bool], PeerOrder] = {}
         # Channels belong to the event loop that runs the node: created in start().
         self.server_peers: list[Peer] = []
@@ -157,6 +161,8 @@ class ProtocolNode:
 
     def _note_request(self, request: TensorRequest) -> None:
         self._last_request = time.monotonic()
+        if request.requester:
+            self._last_seen[request.requester] = self._last_request
         final = self.total_steps - 1 if request.kind == GRADIENT else self.total_steps
         if request.kind in self.final_kinds and request.step >= final and request.requester:
             self._final_seen.add(request.requester)
@@ -228,8 +234,10 @@ class ProtocolNode:
         return set()
 
     async def _linger(self) -> None:
-        expected = self.expected_final_requesters()
-        cap = time.monotonic() + self.policy.rpc_seconds
+        now = time.monotonic()
+        expected = {name for name in self.expected_final_requesters()
+                    if self._last_seen.get(name, -math.inf) >= now - RECENT_SECONDS}
+        cap = now + self.policy.rpc_seconds
         while not expected <= self._final_seen:
             now = time.monotonic()
             wait = min(self._last_request + LINGER_IDLE_SECONDS, cap) - now
