@@ -32,6 +32,7 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m pip install --quiet --no-deps byzpy==0.1.4  # pins torch<2.6; its code runs on 2.13
 	$(BIN)/python bench/gars.py
 	$(BIN)/python bench/throughput.py
 	bash scripts/test-setup.sh
