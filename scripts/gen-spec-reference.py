@@ -25,6 +25,13 @@ TARGET = ROOT / "docs" / "spec-reference.md"
 Schema = dict[str, Any]
 
 
+
+def _default_text(key: str, value: object) -> str:
+    """None means 'chosen at aggregation time': from n and f for sizes, a fresh draw for seeds."""
+    if value is not None:
+        return str(value)
+    return "random draw" if key == "seed" else "derived from n, f"
+
 def _type_name(schema: Schema) -> str:
     """A short human type: integer, string, map[string]string, []object, quantity, object."""
     if schema.get("x-kubernetes-int-or-string"):
@@ -98,7 +105,7 @@ def _rules_section() -> list[str]:
     ]
     for name in sorted(RULES):
         cond = RULES[name]
-        params = ", ".join(f"`{k}` ({'derived from n, f' if v is None else v})" for k, v in PARAMS.get(name, {}).items())
+        params = ", ".join(f"`{k}` ({_default_text(k, v)})" for k, v in PARAMS.get(name, {}).items())
         robust = "" if cond.robust else " (not robust: for comparison runs only)"
         lines.append(f"| `{name}`{robust} | q >= {cond.text()[5:]} | {cond.min_n(1) + 1} | {cond.min_n(2) + 2} | {params} |")
     return lines + [""]
