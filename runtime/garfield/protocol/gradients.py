@@ -5,10 +5,20 @@ low-variance vectors and subtle attacks such as A Little Is Enough lose most of 
 Mhamdi et al. 2021; Karimireddy et al. 2021). A Byzantine worker runs the same computation and
 hands the result to its attack; an omniscient attack (one that needs the round's honest vectors)
 gets k = n - f honest vectors, each with its own momentum, computed on the worker's own data.
+
+Simulated Byzantine workers answer first. A node waits for the first q = n - f replies, so an
+attacker that answers after the honest workers is simply never aggregated, and an evaluation run
+would measure nothing. The asynchronous model lets the adversary schedule its messages, so the
+simulated attacker does what a real one would: it prepares its next reply from the honest
+vector(s) at its current model *after* answering (in a thread, while its gRPC service keeps
+serving), and answers the next request at once, before the honest workers, which compute first.
+Its vectors are thus one step stale, and they land in the first q: the worst case the quorum rule
+admits.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from garfield.adapters.base import FrameworkAdapter, Tensor
@@ -23,6 +33,8 @@ class GradientSource:
         self.n, self.f = n, f
         self.omniscient = bool(attack is not None and getattr(attack, "omniscient", False))
         self._buffers: list[Tensor | None] = [None] * (max(1, n - f) if self.omniscient else 1)
+        self._prepared: tuple[list[Tensor], float] | None = None
+        self._preparing: asyncio.Task | None = None
         if attack is not None and getattr(attack, "label_transform", None) is not None:
             adapter.label_transform = attack.label_transform
 
@@ -32,16 +44,28 @@ class GradientSource:
         self._buffers[slot] = buffer
         return buffer, loss
 
+    def _honest_vectors(self) -> tuple[list[Tensor], float]:
+        honest = [self._honest(i) for i in range(len(self._buffers))]
+        return [v for v, _ in honest], honest[0][1]
+
     def compute(self, step: int) -> tuple[Tensor | None, float]:
         """The vector to offer for `step` (None: offer nothing) and the training loss. An attack
-        may return None (a silent or crashed worker): the node then answers nothing for the step."""
+        may return None (a silent or crashed worker): the node then answers nothing for the step.
+        An attacker uses the vectors it prepared after its previous answer (see the module doc)."""
         if self.attack is None:
             return self._honest(0)
-        if self.omniscient:
-            honest = [self._honest(i) for i in range(len(self._buffers))]
-            vectors = [v for v, _ in honest]
-            loss = honest[0][1]
-        else:
-            vector, loss = self._honest(0)
-            vectors = [vector]
+        prepared, self._prepared = self._prepared, None
+        vectors, loss = prepared if prepared is not None else self._honest_vectors()
         return self.attack.corrupt(vectors[0], vectors, self.n, self.f, step), loss
+
+    def prepare_next(self) -> None:
+        """After answering: an attacker starts computing its next reply off the critical path."""
+        if self.attack is None or self._preparing is not None:
+            return
+        self._preparing = asyncio.get_running_loop().create_task(asyncio.to_thread(self._honest_vectors))
+
+    async def settle(self) -> None:
+        """Wait for the preparation to finish before the model changes under it."""
+        if self._preparing is not None:
+            task, self._preparing = self._preparing, None
+            self._prepared = await task

@@ -47,12 +47,14 @@ class PeerNode(ProtocolNode):
             self.state.set_loss(loss)
             timer.lap("computation")
             await self.publish(GRADIENT, step, vector, loss)
+            self.source.prepare_next()
             # A Byzantine peer's own vector is what it offers; it does not fool itself.
             own_vector = vector if vector is not None and self.source.attack is None else None
             local = [Contribution(own_vector, step, loss, self.name)] if own_vector is not None else []
             timer.lap("communication")
             grads = await self.collect(self.worker_peers, q, GRADIENT, step, local=local)
             timer.lap("communication")
+            await self.source.settle()  # the attacker's preparation read the parameters about to change
             update = self.aggregate(gar.name, gar.params, f, grads)
             timer.lap("aggregation")
             self.adapter.apply_gradient(update)
@@ -73,3 +75,4 @@ class PeerNode(ProtocolNode):
             self.state.add_timing(**timer.split)
             self.state.set_step(step)
             self.maybe_evaluate(step)
+        await self.source.settle()

@@ -41,6 +41,7 @@ class WorkerNode(ProtocolNode):
             models = await self.collect(self.server_peers, servers.quorum, MODEL, step)
             timer.lap("communication")
             step = max(step, self.next_step(models, servers.byzantine))
+            await self.source.settle()
             if step >= self.total_steps:
                 return
             self.adapter.set_params(self.aggregate(servers.gar.name, servers.gar.params, servers.byzantine, models))
@@ -49,6 +50,7 @@ class WorkerNode(ProtocolNode):
             self.state.set_loss(loss)
             timer.lap("computation")
             await self.publish(GRADIENT, step, vector, loss)
+            self.source.prepare_next()
             timer.lap("communication")
             self.state.add_timing(**timer.split)
             step += 1
