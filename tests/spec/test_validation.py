@@ -87,6 +87,8 @@ BAD: list[tuple[str, Callable[[dict], None], str]] = [
     ("bad-quantity", _set("spec.workers.template", {"resources": {"limits": {"memory": "lots"}}}),
      "spec.workers.template.resources.limits.memory: 'lots' is not a valid quantity"),
     ("unknown-gar-param", _set("spec.workers.gar.params", {"tolerance": 1}), "spec.workers.gar.params.tolerance: mda has no parameter 'tolerance'"),
+    ("unknown-attack-param", _set("spec.attack.workers.params", {"scael": 10}),
+     "spec.attack.workers.params.scael: signflip has no parameter 'scael' (parameters: scale)"),
     ("bad-clean-policy", _set("spec.runPolicy", {"cleanPodPolicy": "Some"}), "spec.runPolicy.cleanPodPolicy: 'Some' is not one of"),
     ("env-without-name", _set("spec.workers.template", {"env": [{"value": "1"}]}), "spec.workers.template.env[0].name: required field is missing"),
 ]

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from garfield.aggregators import conditions
+from garfield.attacks.catalog import SERVER_PARAMS, WORKER_PARAMS
 from garfield.spec import schema
 from garfield.spec.model import JobSpec, RoleSpec, derive_topology, from_dict
 from garfield.spec.structural import check
@@ -65,11 +66,16 @@ def _role_rules(path: str, role: RoleSpec, what: str, errors: list[str], warning
         )
     if not cond.robust and f > 0:
         warnings.append(f"{path}.gar: {name} is not Byzantine-resilient; one bad reply among f={f} can move it anywhere")
-    known = conditions.PARAMS.get(name, {})
-    for key in role.gar.params:
+    _param_rules(f"{path}.gar.params", name, role.gar.params, conditions.PARAMS.get(name, {}), errors)
+
+
+def _param_rules(path: str, owner: str, given: dict[str, Any], known: dict[str, object], errors: list[str]) -> None:
+    """Unknown parameters are errors: a misspelled one would otherwise silently take its default
+    (or, for an attack, crash the Byzantine node and leave the run without its attacker)."""
+    for key in given:
         if key not in known:
             allowed = ", ".join(sorted(known)) or "none"
-            errors.append(f"{path}.gar.params.{key}: {name} has no parameter {key!r} (parameters: {allowed})")
+            errors.append(f"{path}.{key}: {owner} has no parameter {key!r} (parameters: {allowed})")
 
 
 def _cross_field(spec: JobSpec, errors: list[str], warnings: list[str]) -> None:
@@ -97,7 +103,11 @@ def _cross_field(spec: JobSpec, errors: list[str], warnings: list[str]) -> None:
         ("spec.attack.workers", spec.worker_attack, spec.workers, f"{node}s"),
         ("spec.attack.servers", spec.server_attack, servers, "servers"),
     ):
-        if attack is None or role is None:
+        if attack is None:
+            continue
+        table = WORKER_PARAMS if "workers" in path else SERVER_PARAMS
+        _param_rules(f"{path}.params", attack.name, attack.params, table.get(attack.name, {}), errors)
+        if role is None:
             continue
         if attack.count > role.byzantine:
             errors.append(
