@@ -85,7 +85,8 @@ RUN if [ "${VARIANT}" = "cuda" ]; then tf="tensorflow[and-cuda]==${TENSORFLOW_VE
       "prometheus-client==0.26.0" \
       "mlxtend==0.25.0" \
       "psutil==7.2.2" \
-      "numba==0.68.1"
+      "numba==0.68.1" \
+      "ml_dtypes==0.6.0"
 
 # The project itself (its build hook generates the gRPC modules from garfield.proto). Only the
 # files the wheel needs are copied (see .dockerignore), so editing tests or docs reuses the layers above.

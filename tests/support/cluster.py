@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import secrets
 import shutil
 import socket
@@ -205,7 +206,9 @@ class ControlPlane:
             "HELM_CACHE_HOME": str(d / "helm/cache"),
             "HELM_CONFIG_HOME": str(d / "helm/config"),
             "HELM_DATA_HOME": str(d / "helm/data"),
-            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            # The cache's kubectl/helm first, then this interpreter's scripts (garfield-operator) even
+            # when pytest runs as `.venv/bin/python -m pytest` without an activated virtualenv.
+            "PATH": os.pathsep.join([str(self.bin_dir), str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         })
         return env
 
