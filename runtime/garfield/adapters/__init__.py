@@ -7,13 +7,13 @@ import time and run where it is not installed.
 
 from __future__ import annotations
 
-import math
 import os
 import random
 from typing import Any
 
 import numpy as np
 
+from garfield.adapters.cpus import usable_cpus
 from garfield.adapters.base import FrameworkAdapter
 from garfield.task import Task
 
@@ -63,23 +63,6 @@ def seed_everything(framework: str, seed: int) -> None:
         torch.manual_seed(seed)
     elif framework == "tensorflow":
         _import_tensorflow().random.set_seed(seed)  # fails here, before the task imports Keras
-
-
-def usable_cpus() -> int:
-    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a pod's CPU
-    limit, which neither os.cpu_count nor torch's default thread count sees)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as fh:
-            quota, period = fh.read().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cpus)
 
 
 def configure_threads(framework: str) -> None:

@@ -29,7 +29,6 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import sys
@@ -39,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from garfield.adapters.base import FrameworkAdapter
+from garfield.adapters.cpus import usable_cpus
 from garfield.task import Task
 
 EVAL_BATCH = 1000  # test batches: large enough to amortise the call, small enough for any device
@@ -53,22 +53,6 @@ class TensorFlowTaskError(ValueError):
 
 # -- importing and configuring TensorFlow ----------------------------------------------------------
 
-def _usable_cpus() -> int:
-    """CPUs this process may run on: affinity mask, capped by a cgroup v2 CPU quota (pod limits)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as fh:
-            quota, period = fh.read().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cpus)
-
-
 def thread_count() -> int:
     """Intra-op threads: ``GARFIELD_THREADS`` or ``OMP_NUM_THREADS`` when set (the local launcher
     sets one thread per replica when many replicas share few cores), else every usable CPU."""
@@ -76,7 +60,7 @@ def thread_count() -> int:
         value = os.environ.get(var, "").strip()
         if value.isdigit() and int(value) > 0:
             return int(value)
-    return _usable_cpus()
+    return usable_cpus()
 
 
 # Lines TensorFlow's C++ runtime writes to stderr at import even with TF_CPP_MIN_LOG_LEVEL=2
