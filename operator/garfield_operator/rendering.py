@@ -77,6 +77,13 @@ def render_pod(job: Manifest, plan: Plan, replica: Replica, image: str, *, repla
             {"name": C.PORT_GRPC_NAME, "containerPort": replica.ports["grpc"], "protocol": "TCP"},
             {"name": C.PORT_METRICS_NAME, "containerPort": replica.ports["metrics"], "protocol": "TCP"},
         ],
+        # A training node needs no privilege: whatever user the image runs as (the project's image
+        # runs as 10001; images built FROM it may change that), it cannot gain capabilities.
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         # Ready = the node serves its status endpoint; peers already reach it through DNS.
         "readinessProbe": {
             "httpGet": {"path": "/status", "port": C.PORT_METRICS_NAME},

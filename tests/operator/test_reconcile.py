@@ -295,6 +295,9 @@ def test_render_pod_replacement_annotation() -> None:
     assert p["metadata"]["annotations"][C.ANNOTATION_REPLACEMENT] == "true"
     env = {e["name"]: e["value"] for e in p["spec"]["containers"][0]["env"]}
     assert env["GARFIELD_SERVERS"] == "j-server-0.j.ns.svc:50051"
+    security = p["spec"]["containers"][0]["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
 
 
 def test_decentralized_job_runs_peers_and_completes_on_peer_quorum() -> None:
