@@ -97,8 +97,10 @@ class Controller:
             reason = f"http{exc.status}" if isinstance(exc, ApiError) else type(exc).__name__
             self.metrics.errors.labels(reason).inc()
             delay = self.queue.add_rate_limited(key)
+            # Structured fields, so that log readers (and tests) match the status code, not a substring.
             log.warning("reconcile of %s/%s failed, retrying in %.1fs: %s", key[0], key[1], delay, exc,
-                        extra={"job": f"{key[0]}/{key[1]}"})
+                        extra={"job": f"{key[0]}/{key[1]}", "error_reason": reason,
+                               "http_status": exc.status if isinstance(exc, ApiError) else None})
         finally:
             self.metrics.reconciles.inc()
             self.metrics.latency.observe(time.perf_counter() - started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,19 @@ class FinalModels:
         self._thread.join(timeout)
         assert not self.errors, self.errors
         return self.models
+
+
+def log_entries(path: Path) -> list[dict[str, Any]]:
+    """The structured (JSON) lines of a node's log; other lines (tracebacks, library noise) are skipped."""
+    entries = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
 
 
 def spread(models: dict[str, Any]) -> float:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from e2e.jobs import DELETE, accuracies, run, run_with_final_models, spread, variant
+from e2e.jobs import DELETE, accuracies, log_entries, run, run_with_final_models, spread, variant
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +43,10 @@ def test_attacked_msmw_robust_learns_while_averaging_collapses(tmp_path: Path) -
         assert reported, averaged.final_accuracy
     else:  # the averaged model blew up: workers' gradients turn non-finite and no quorum remains
         assert averaged.outcome == "failed" and "QuorumError" in averaged.message, averaged.message
-        logs = [Path(info["log"]).read_text() for info in averaged.replicas.values() if info["role"] == "server"]
-        assert any('"reason": "nonfinite"' in log for log in logs), averaged.message
+        entries = [e for info in averaged.replicas.values() if info["role"] == "server"
+                   for e in log_entries(Path(info["log"]))]
+        assert any(e.get("msg") == "rejected message" and e.get("reason") == "nonfinite" for e in entries), \
+            averaged.message
 
 
 def test_reversed_model_server_does_not_pull_correct_servers_apart(tmp_path: Path) -> None:

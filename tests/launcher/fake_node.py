@@ -5,6 +5,8 @@ counter; correct servers (peers) report phase "done" at the last step and exit 0
 stopped. FAKE_NODE (JSON {replica name: behaviour}) makes chosen replicas misbehave:
 "crash" exits 3 at once, "ignore-term" ignores SIGTERM, "grandchild" starts a sleeping child of its
 own, "hang" never finishes, "linger" stays up after "done".
+FAKE_NODE_PACE=read makes a node advance one step only after its `/status` was read at the current
+step, so a test sees every step on the display whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ total = int(spec["training"]["steps"])
 byzantine = "GARFIELD_ATTACK" in os.environ
 behaviour = json.loads(os.environ.get("FAKE_NODE", "{}")).get(name, "")
 state = {"step": 0, "phase": "running"}
+paced_by_reads = os.environ.get("FAKE_NODE_PACE") == "read"
+read_at_step = threading.Event()  # set when /status was served at the current step (FAKE_NODE_PACE=read)
 
 if behaviour == "crash":
     print(f"{name}: simulated crash", flush=True)
@@ -53,6 +57,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.end_headers()
         self.wfile.write(body)
+        read_at_step.set()
 
     def log_message(self, *args: object) -> None:
         pass
@@ -65,6 +70,9 @@ holds_model = role in ("server", "peer") and not byzantine
 while True:
     time.sleep(0.02)
     if state["step"] < total and behaviour != "hang":
+        if paced_by_reads:
+            read_at_step.wait()
+            read_at_step.clear()
         state["step"] += 1
     elif holds_model and behaviour != "hang":
         if state["phase"] != "done":

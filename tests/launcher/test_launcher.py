@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Callable
 
 import psutil
 import pytest
@@ -80,12 +82,18 @@ def test_successful_run_summary_and_cleanup(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_live_bar_redraws_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step is redrawn in place on one terminal line, then the summary follows on its own lines."""
     monkeypatch.setenv("FAKE_NODE", "{}")
+    monkeypatch.setenv("FAKE_NODE_PACE", "read")  # one step per status read: the bar sees each step
     stream = io.StringIO()
-    result = launch(load_job(MSMW), tmp_path / "run", steps=60, progress="bar", stream=stream, command=fake_command)
+    result = launch(load_job(MSMW), tmp_path / "run", steps=3, progress="bar", stream=stream, command=fake_command)
     assert result.outcome == "succeeded"
     out = stream.getvalue()
-    assert out.count("\r\x1b[2K[") >= 2 and "step 60/60" in out
+    header, *frames, last = out.split("\r\x1b[2K")
+    assert header.endswith("\n") and "11 replicas" in header
+    assert frames and all("\n" not in f for f in frames), "redraws must stay on one line"
+    shown = {m.group(1) for f in [*frames, last] if (m := re.search(r"\] step (\d+)/3", f))}
+    assert {"1", "2", "3"} <= shown, shown
     assert out.rstrip().endswith("messages rejected")
 
 
@@ -115,15 +123,13 @@ def test_failure_message_quotes_the_nodes_structured_error(tmp_path: Path, monke
 
 def test_timeout_kills_children_that_ignore_sigterm_and_their_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     behaviour = {"mnist-msmw-server-0": "hang", "mnist-msmw-worker-1": "ignore-term", "mnist-msmw-worker-2": "grandchild"}
-    result, _ = run_fake(tmp_path, monkeypatch, behaviour, steps=100_000, timeout=4, grace=1.0)
+    # timeout: long enough for every stand-in to set up its behaviour first, even on a loaded machine
+    result, _ = run_fake(tmp_path, monkeypatch, behaviour, steps=100_000, timeout=10, grace=1.0)
     assert result.outcome == "timeout" and result.exit_code == 1
     assert result.replicas["mnist-msmw-worker-1"]["exit"] == "killed by SIGKILL"
     log = (tmp_path / "run" / "logs" / "mnist-msmw-worker-2.log").read_text()
     grandchild = int(log.split("grandchild ")[1].split()[0])
-    deadline = time.monotonic() + 5
-    while psutil.pid_exists(grandchild) and time.monotonic() < deadline:
-        time.sleep(0.05)  # reaped by init: give it a moment
-    assert not psutil.pid_exists(grandchild)
+    wait_until(lambda: not psutil.pid_exists(grandchild), "the killed grandchild reaped by init")
     assert_all_gone(result)
 
 
@@ -142,15 +148,28 @@ def _start_driver(tmp_path: Path) -> tuple[subprocess.Popen, dict]:
     out = tmp_path / "run"
     env = dict(os.environ, FAKE_NODE="{}")
     launcher = subprocess.Popen([sys.executable, "-c", _DRIVER, str(MSMW), str(out), str(FAKE)], env=env)
-    deadline = time.monotonic() + 60
-    while not (out / "replicas.json").exists():
-        assert time.monotonic() < deadline and launcher.poll() is None
-        time.sleep(0.1)
-    time.sleep(1.0)  # let the stand-ins start
-    return launcher, json.loads((out / "replicas.json").read_text())
+    table = out / "replicas.json"  # written atomically by the launcher once every child is started
+    wait_until(lambda: table.exists() or launcher.poll() is not None, "the launcher's replica table")
+    assert launcher.poll() is None, f"launcher exited {launcher.returncode}"
+    replicas = json.loads(table.read_text())
+
+    def all_listening() -> bool:  # each stand-in prints "<name> listening" once its handlers are set
+        return all(f"{name} listening" in Path(info["log"]).read_text(errors="replace") for name, info in replicas.items())
+
+    wait_until(lambda: all_listening() or launcher.poll() is not None, "every stand-in listening")
+    assert launcher.poll() is None, f"launcher exited {launcher.returncode}"
+    return launcher, replicas
 
 
-def _wait_gone(pids: list[int], seconds: float = 10) -> list[int]:
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+    """Poll `condition` until it holds; fail naming `what` after a generous `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
+        time.sleep(0.05)
+
+
+def _wait_gone(pids: list[int], seconds: float = 120) -> list[int]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
@@ -166,7 +185,7 @@ def test_signal_to_launcher_stops_every_child(tmp_path: Path, sig: signal.Signal
     pids = [info["pid"] for info in replicas.values()]
     assert all(psutil.pid_exists(p) for p in pids)
     launcher.send_signal(sig)
-    assert launcher.wait(timeout=30) == 130
+    assert launcher.wait(timeout=120) == 130
     assert _wait_gone(pids) == []
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["outcome"] == "interrupted"
 

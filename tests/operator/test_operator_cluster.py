@@ -196,7 +196,7 @@ def test_deadline_exceeded(operator: OperatorProcess, jobs: Jobs, kubelet: FakeK
     jobs.create(ns, job_manifest("late", workers=4, worker_f=1, run_policy={"activeDeadlineSeconds": 4}))
     pods = _wait_pods(jobs, ns, 5)
     kubelet.run(ns, "late-server-0")  # bound and running: deleted gracefully; the others are unbound
-    jobs.wait_phase(ns, "late", "Failed", timeout=15)
+    jobs.wait_phase(ns, "late", "Failed")
     cond = jobs.condition(ns, "late", "Failed")
     assert cond["reason"] == "DeadlineExceeded" and "activeDeadlineSeconds=4" in cond["message"]
     # cleanPodPolicy Running (the default): unfinished pods are deleted; the bound one gracefully.
@@ -230,7 +230,7 @@ def test_delete_garbage_collects_children(operator: OperatorProcess, jobs: Jobs,
     wait_for(lambda: jobs.core.list_namespaced_service(ns).items, what="service")
     jobs.delete(ns, "gone")
     wait_for(lambda: jobs.get(ns, "gone") is None, what="job deleted (no finalizer holds it)")
-    wait_for(lambda: not jobs.pods(ns) and not jobs.core.list_namespaced_service(ns).items, timeout=30,
+    wait_for(lambda: not jobs.pods(ns) and not jobs.core.list_namespaced_service(ns).items,
              what="pods and service garbage-collected")
 
 
@@ -259,7 +259,7 @@ def test_ttl_deletes_finished_job(operator: OperatorProcess, jobs: Jobs, kubelet
     _run_all(kubelet, ns, list(pods))
     kubelet.exit(ns, "short-server-0", 0)
     jobs.wait_phase(ns, "short", "Succeeded")
-    wait_for(lambda: jobs.get(ns, "short") is None, timeout=15, what="job deleted by its TTL")
+    wait_for(lambda: jobs.get(ns, "short") is None, what="job deleted by its TTL")
 
 
 def test_metrics_count_jobs_by_phase(operator: OperatorProcess, jobs: Jobs, ns: str) -> None:

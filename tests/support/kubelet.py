@@ -105,7 +105,7 @@ class FakeKubelet:
         return {p.metadata.name: p for p in self.core.list_namespaced_pod(namespace, label_selector=selector).items}
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.1, what: str = "") -> T:
+def wait_for(predicate: Callable[[], T], timeout: float = 120.0, interval: float = 0.1, what: str = "") -> T:
     """Poll until `predicate()` is truthy; return it, or fail naming `what` and the last value."""
     deadline = time.monotonic() + timeout
     last: Any = None

@@ -78,7 +78,7 @@ class OperatorProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_for(self.alive, timeout=30, what="the operator's /healthz")
+        wait_for(self.alive, what="the operator's /healthz")
         return self
 
     def alive(self) -> bool:
@@ -146,7 +146,7 @@ class Jobs:
                 return c
         return None
 
-    def wait_phase(self, ns: str, name: str, phase: str, timeout: float = 20) -> dict[str, Any]:
+    def wait_phase(self, ns: str, name: str, phase: str, timeout: float = 120) -> dict[str, Any]:
         return wait_for(lambda: (s := self.status(ns, name)).get("phase") == phase and s, timeout=timeout,
                         what=f"{ns}/{name} phase {phase} (status: {self.status(ns, name)})")
 

@@ -239,7 +239,10 @@ class _Supervisor:
         table = {c.name: {"pid": c.pid, "role": c.role, "index": c.index, "byzantine": c.byzantine,
                           "address": self.replicas[c.name].address, "ports": self.replicas[c.name].ports,
                           "log": str(c.log_path)} for c in self.children}
-        (self.output_dir / "replicas.json").write_text(json.dumps(table, indent=2) + "\n")
+        # Atomic: a reader (a test, a user's script) never sees a half-written table.
+        partial = self.output_dir / "replicas.json.partial"
+        partial.write_text(json.dumps(table, indent=2) + "\n")
+        partial.replace(self.output_dir / "replicas.json")
 
     # -- watch -------------------------------------------------------------------------------------
     def correct_primaries(self) -> list[proc.Child]:
