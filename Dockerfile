@@ -121,6 +121,15 @@ ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONDONTWRITEBYTECODE=1 \
     GARFIELD_IMAGE_VARIANT=${VARIANT}
 
+# The aggregation rules' compiled kernels, baked in: numba's on-disk cache (the kernels are
+# cache=True) is filled once here, for float32 and float64, so no replica spends seconds compiling
+# at start. It is filled in this stage, against the interpreter and files the replicas run, and owned
+# by the runtime user: numba only uses a cache folder it can write to. A node whose CPU differs from
+# the build machine's recompiles into it once; with a read-only filesystem the kernels compile in memory.
+ENV NUMBA_CACHE_DIR=/opt/garfield/cache/numba
+RUN python -m garfield.launcher.forkserver --warm-all \
+ && chown -R 10001:10001 /opt/garfield
+
 WORKDIR /workspace
 USER 10001:10001
 

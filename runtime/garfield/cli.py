@@ -86,9 +86,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_node(args: argparse.Namespace) -> int:
+    from garfield.launcher.lifeline import exit_now
     from garfield.node import main as node_main
 
-    return node_main()
+    exit_now(node_main())  # no interpreter teardown (seconds of CPU with torch loaded) once the node is done
 
 
 def build_parser() -> argparse.ArgumentParser:

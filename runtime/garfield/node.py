@@ -3,6 +3,11 @@
 Reads the variables listed in docs/design.md, builds the user's task and the framework adapter,
 gives a Byzantine replica its attack (GARFIELD_ATTACK), serves /metrics and /status, runs its role
 until spec.training.steps and exits 0 (1 when it fails, 2 when its configuration is unusable).
+
+First thing, the node ties its life to its launcher's (GARFIELD_PARENT_PID: the kernel SIGKILLs it
+when that parent dies, see garfield.launcher.lifeline); launchers therefore start nodes with no
+pre-exec hook. Its "startup" and "first step" log lines time its start-up phases, so the seconds
+between launch and the first step can be read from the logs (bench/startup.py does).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from garfield.plan.replicas import (ENV_ATTACK, ENV_INDEX, ENV_JOB_NAME, ENV_LISTEN, ENV_METRICS_PORT, ENV_ROLE,
@@ -26,6 +32,53 @@ ROLES = ("server", "worker", "peer")
 
 class NodeConfigError(ValueError):
     """The environment does not describe a runnable replica."""
+
+
+@dataclass
+class StartupClock:
+    """Wall-clock marks of this replica's start-up, logged as one "startup" line (and "first step"),
+    so that where the seconds between launch and the first step go can be read from the logs."""
+
+    process_start: float | None = None  # exec (fresh process) or fork (fork server) time
+    forked: bool = False
+    marks: dict[str, float] = field(default_factory=dict)
+    cpu: float = 0.0
+
+    @classmethod
+    def begin(cls, env: Mapping[str, str]) -> "StartupClock":
+        clock = cls()
+        forked_at = env.get("GARFIELD_FORKED_AT", "")
+        try:
+            clock.process_start, clock.forked = float(forked_at), True
+        except ValueError:
+            clock.process_start = _process_start_time()
+        clock.mark("main")
+        return clock
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = time.time()
+        self.cpu = time.process_time()  # this process's CPU seconds so far (a fork starts at 0)
+
+    def fields(self) -> dict[str, Any]:
+        """Seconds of each phase (from the previous mark), the absolute times, and CPU seconds used."""
+        out: dict[str, Any] = {"forked": self.forked, "process_start": self.process_start, "cpu_seconds": round(self.cpu, 3)}
+        previous = self.process_start
+        for name, at in self.marks.items():
+            out[f"{name}_at"] = round(at, 3)
+            if previous is not None:
+                out[f"{name}_seconds"] = round(at - previous, 3)
+            previous = at
+        return out
+
+
+def _process_start_time() -> float | None:
+    """When the kernel started this process (exec'd interpreters: before any import ran)."""
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except Exception:  # pragma: no cover - psutil is a dependency; never fail a node over a log field
+        return None
 
 
 @dataclass
@@ -100,31 +153,56 @@ def make_attack(role: str, attack: dict[str, Any] | None) -> Any | None:
     return attacks.make_worker_attack(attack["name"], params)
 
 
-def build_node(node_env: NodeEnv) -> Any:
+def _first_step_state(clock: StartupClock | None) -> type:
+    """NodeState that logs the first completed step once (the end of start-up, for the breakdown)."""
+    from garfield.observability.state import NodeState
+
+    class StartupState(NodeState):
+        _first_logged = False
+
+        def set_step(self, step: int) -> None:
+            super().set_step(step)
+            if step > 0 and not self._first_logged:
+                self._first_logged = True
+                if clock is not None:
+                    clock.mark("first_step")
+                log.info("first step", extra={"fields": {"step": step, **(clock.fields() if clock else {})}})
+
+    return StartupState
+
+
+def build_node(node_env: NodeEnv, clock: StartupClock | None = None) -> Any:
     """Task, adapter, state and protocol node for this replica (nothing started yet)."""
     from garfield.adapters import configure_threads, create, seed_everything
-    from garfield.observability.state import NodeState
     from garfield.protocol import ROLES as NODE_CLASSES
     from garfield.protocol.base import NodeConfig
     from garfield.spec.model import from_dict
     from garfield.task import load_task
 
+    if clock is not None:
+        clock.mark("imports")
     spec = from_dict(node_env.spec)
     configure_threads(spec.framework)
     seed_everything(spec.framework, spec.training.seed)
     task = load_task(spec.task.entrypoint, spec.task.args)
+    if clock is not None:
+        clock.mark("task")
     adapter = create(spec.framework, task, spec, node_env.role, node_env.index)
     attack = make_attack(node_env.role, node_env.attack)
-    state = NodeState(node_env.job, node_env.role, node_env.index, spec.training.steps, byzantine=attack is not None)
+    state = _first_step_state(clock)(node_env.job, node_env.role, node_env.index, spec.training.steps,
+                                     byzantine=attack is not None)
     config = NodeConfig(job=node_env.job, role=node_env.role, index=node_env.index, spec=spec, listen=node_env.listen,
                         servers=node_env.servers, workers=node_env.workers, attack=node_env.attack)
     return NODE_CLASSES[node_env.role](config, adapter, state, attack=attack)
 
 
-async def _run(node_env: NodeEnv) -> int:
+async def _run(node_env: NodeEnv, clock: StartupClock | None = None) -> int:
     from garfield.observability.http import MetricsServer
 
-    node = build_node(node_env)
+    node = build_node(node_env, clock)
+    if clock is not None:
+        clock.mark("built")
+        log.info("startup", extra={"fields": clock.fields()})
     metrics = None
     if node_env.metrics_port is not None:
         host = node_env.listen.rsplit(":", 1)[0].strip("[]")
@@ -148,6 +226,11 @@ async def _run(node_env: NodeEnv) -> int:
 
 
 def main(env: Mapping[str, str] | None = None) -> int:
+    """Run this replica; the exit status is the contract (0 done, 1 failed, 2 unusable configuration)."""
+    from garfield.launcher import lifeline
+
+    lifeline.arm(env)  # first: die with the launcher (GARFIELD_PARENT_PID), whoever started us
+    clock = StartupClock.begin(os.environ if env is None else env)
     from garfield.observability.logs import configure
 
     try:
@@ -158,7 +241,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
     configure({"job": node_env.job, "role": node_env.role, "index": node_env.index,
                "byzantine": node_env.attack is not None})
     try:
-        return asyncio.run(_run(node_env))
+        return asyncio.run(_run(node_env, clock))
     except KeyboardInterrupt:  # pragma: no cover
         return 130
     except Exception:

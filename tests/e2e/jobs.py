@@ -112,6 +112,29 @@ def log_entries(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def quorum_counts(result: RunResult) -> dict[str, dict[str, dict[str, int]]]:
+    """Each correct replica's quorum counts (docs/attacks.md), from its log's structured "done" line."""
+    counts = {}
+    for name, info in result.replicas.items():
+        if info["byzantine"]:
+            continue
+        done = [e for e in log_entries(Path(info["log"])) if e.get("msg") == "done"]
+        assert done, f"{name} wrote no done line: {info['exit']}"
+        counts[name] = done[-1].get("quorums", {})
+    return counts
+
+
+def assert_attack_reached_every_quorum(result: RunResult) -> None:
+    """The precondition of a resilience claim: every correct replica's quorum that could hold an
+    attacker's reply did (aggregated, or refused), and there were such quorums. Without it an
+    attack test could pass because the attackers were never heard."""
+    counts = quorum_counts(result)
+    attackable = sum(c["attackable"] for q in counts.values() for c in q.values())
+    assert attackable > 0, counts
+    missed = {name: q for name, q in counts.items() if any(c["attacked"] != c["attackable"] for c in q.values())}
+    assert not missed, f"quorums without the attacker: {missed}"
+
+
 def spread(models: dict[str, Any]) -> float:
     """Largest distance between two correct servers' models, relative to their mean norm."""
     import itertools

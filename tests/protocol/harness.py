@@ -96,7 +96,7 @@ def build(doc: dict[str, Any], replace: dict[tuple[str, int], str] | None = None
             if (role, index) in replace:
                 continue
             bad = None
-            if attack_spec is not None and index >= count - attack_spec.count:
+            if attack_spec is not None and index in attack_spec.indices(count):
                 bad = {"name": attack_spec.name, "params": attack_spec.params}
             torch.manual_seed(spec.training.seed)
             task = load_task(spec.task.entrypoint, spec.task.args)
@@ -113,9 +113,7 @@ async def run(cluster: Cluster, timeout: float = 120.0,
               during: Callable[[Cluster], Any] | None = None) -> dict[str, int]:
     """Start every node, run them to the end (optionally running `during(cluster)` alongside);
     returns each node's exit code (None when it was cancelled)."""
-    # Byzantine nodes first: in one event loop, earlier tasks answer first, so attackers land in
-    # every quorum (the adversary's best schedule) instead of being left out as the slowest.
-    ordered = sorted(cluster.nodes, key=lambda n: not n.state.byzantine)
+    ordered = list(cluster.nodes)
     for node in ordered:
         await node.start()
     tasks = {node.name: asyncio.create_task(node.run()) for node in ordered}
@@ -133,6 +131,22 @@ async def run(cluster: Cluster, timeout: float = 120.0,
     if pending:
         raise TimeoutError(f"nodes still running after {timeout} s: {sorted(n for n, t in tasks.items() if t in pending)}")
     return codes
+
+
+def assert_attack_reached_every_quorum(cluster: Cluster) -> None:
+    """The precondition of every resilience claim: each correct node's quorums that could hold a
+    simulated attacker did (its reply aggregated, or refused), and there were such quorums.
+    Attacks that withhold replies are not scheduled first, so they have none."""
+    correct = [n for n in cluster.nodes if not n.state.byzantine]
+    counts = [c for n in correct for c in n.state.quorum_counts().values()]
+    attackable = sum(c["attackable"] for c in counts)
+    if not any(n.attackers for n in correct):
+        assert attackable == 0, counts
+        return
+    assert attackable > 0, counts
+    missed = {n.name: q for n in correct for q in [n.state.quorum_counts()]
+              if any(c["attacked"] != c["attackable"] for c in q.values())}
+    assert not missed, f"quorums without the attacker: {missed}"
 
 
 def accuracy(node: ProtocolNode) -> float:

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import harness
-from garfield.protocol.quorum import PeerOrder
 
 
 def _run(doc: dict, during=None, replace=None, timeout: float = 120.0) -> tuple[harness.Cluster, dict]:
@@ -49,18 +48,19 @@ def test_msmw_learns_under_byzantine_workers_and_server() -> None:
         assert server.state.step == 60
         assert harness.accuracy(server) > 0.9
     # The contraction step keeps correct servers' models together despite the random one.
+    harness.assert_attack_reached_every_quorum(cluster)
     models = torch.stack([s.adapter.get_params() for s in servers])
     spread = (models - models.mean(0)).norm(dim=1).max() / models.mean(0).norm()
     assert spread < 0.05, spread
 
 
-def test_averaging_is_ruined_by_the_same_attack(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_averaging_is_ruined_by_the_same_attack() -> None:
     """The control: the same sign-flip workers make plain averaging fail, so the test above is not vacuous."""
-    monkeypatch.setattr(PeerOrder, "hedge_delay", lambda self: None)  # attackers heard every round
     doc = harness.manifest(1, 0, 7, 2, steps=60, worker_gar="average",
                            worker_attack={"count": 2, "name": "signflip", "params": {"scale": 10}})
     cluster, codes = _run(doc)
     assert set(codes.values()) == {0}
+    harness.assert_attack_reached_every_quorum(cluster)
     assert harness.accuracy(cluster.by_role("server")[0]) < 0.6
 
 
@@ -69,6 +69,7 @@ def test_decentralized_learns_with_a_byzantine_peer() -> None:
                            worker_attack={"count": 1, "name": "signflip", "params": {"scale": 10}})
     cluster, codes = _run(doc)
     assert set(codes.values()) == {0}
+    harness.assert_attack_reached_every_quorum(cluster)
     for peer in _correct(cluster, "peer"):
         assert peer.state.step == 60
         assert harness.accuracy(peer) > 0.9
@@ -140,12 +141,11 @@ def test_a_worker_that_falls_behind_catches_up() -> None:
     {"name": "nan"},
     {"name": "crash", "params": {"after": 10}},
 ])
-def test_worker_attacks_run_inside_the_protocol(attack: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Ask every worker every step, so the attacker is heard each round (not demoted by the preferred quorum).
-    monkeypatch.setattr(PeerOrder, "hedge_delay", lambda self: None)
+def test_worker_attacks_run_inside_the_protocol(attack: dict) -> None:
     doc = harness.manifest(1, 0, 5, 1, steps=50, worker_attack={"count": 1, **attack})
     cluster, codes = _run(doc)
     assert set(codes.values()) == {0}
+    harness.assert_attack_reached_every_quorum(cluster)
     server = cluster.by_role("server")[0]
     assert server.state.step == 50 and harness.accuracy(server) > 0.9
     if attack["name"] == "nan":
@@ -157,11 +157,11 @@ def test_worker_attacks_run_inside_the_protocol(attack: dict, monkeypatch: pytes
 
 
 @pytest.mark.parametrize("attack", ["nan", "silent", "stale", "reversed"])
-def test_server_attacks_run_inside_the_protocol(attack: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(PeerOrder, "hedge_delay", lambda self: None)
+def test_server_attacks_run_inside_the_protocol(attack: str) -> None:
     doc = harness.manifest(4, 1, 4, 1, steps=40, server_attack={"count": 1, "name": attack})
     cluster, codes = _run(doc)
     assert set(codes.values()) == {0}
+    harness.assert_attack_reached_every_quorum(cluster)
     servers = _correct(cluster, "server")
     for server in servers:
         assert server.state.step == 40 and harness.accuracy(server) > 0.9

@@ -246,7 +246,8 @@ def test_preferred_quorum_asks_q_peers_then_hedges_and_demotes() -> None:
             return [b"\xff garbage"]
 
         sources = [Scripted("worker-0", sometimes_silent)]
-        sources += [Scripted(f"worker-{i}", answer(f"worker-{i}", i, delay=0.01 * i)) for i in range(1, 4)]
+        # 100 ms apart: the answers arrive in this order even on a loaded machine
+        sources += [Scripted(f"worker-{i}", answer(f"worker-{i}", i, delay=0.1 * i)) for i in range(1, 4)]
         sources.append(Scripted("worker-4", garbage))
         servers, peers = await serve_all(sources)
         policy = CallPolicy(rpc_seconds=10, give_up_seconds=10)

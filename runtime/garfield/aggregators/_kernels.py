@@ -12,9 +12,26 @@ Conventions match the docstrings in `rules.py`; accumulations are in float64.
 
 from __future__ import annotations
 
-import numba
-import numpy as np
+import os
 
+
+def _default_cache_dir() -> str:
+    """Where compiled kernels are kept across processes and runs, unless NUMBA_CACHE_DIR says otherwise:
+    ``$GARFIELD_CACHE_DIR/numba``, else ``$XDG_CACHE_HOME/garfield/numba``, else ``~/.cache/garfield/numba``.
+
+    Why not numba's default (``__pycache__`` next to this file): an installed package's folder is
+    often read-only (images, system installs), and then every replica recompiles for seconds."""
+    root = os.environ.get("GARFIELD_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "garfield")
+    return os.path.join(root, "numba")
+
+
+os.environ.setdefault("NUMBA_CACHE_DIR", _default_cache_dir())
+
+import numba  # noqa: E402 - after NUMBA_CACHE_DIR
+import numpy as np  # noqa: E402
+
+numba.core.config.reload_config()  # numba may have been imported before the default was set
 
 
 def _disk_cache_usable() -> bool:

@@ -32,5 +32,9 @@ SERVER_PARAMS: dict[str, dict[str, object]] = {
     "nan": {"value": "nan"},
 }
 
+# Attacks that may withhold their reply (always, or at random): the asynchronous adversary cannot
+# make them answer first, so evaluation runs do not wait for them (see protocol.quorum.PeerOrder).
+WITHHOLDING: frozenset[str] = frozenset({"crash", "silent", "drop"})
+
 WORKER_ATTACKS: frozenset[str] = frozenset(WORKER_PARAMS)
 SERVER_ATTACKS: frozenset[str] = frozenset(SERVER_PARAMS)

@@ -2,52 +2,63 @@
 
 Each replica runs in its own process group (so a terminal's Ctrl-C reaches only the launcher, which
 then stops everyone in order, and a stop signal reaches anything a node itself starts). On Linux
-each child also asks the kernel to SIGKILL it when the launcher dies (``PR_SET_PDEATHSIG``), which
+each child is also SIGKILLed by the kernel when the launcher dies (``PR_SET_PDEATHSIG``), which
 covers the one case no handler can: the launcher being SIGKILLed or crashing. Stopping is
 SIGTERM to every group at once, a grace period, then SIGKILL to what is left.
+
+No Python runs between fork and exec: children are started with no ``preexec_fn`` (the group is
+made by ``process_group=0``, which lets CPython take its vfork path), because a pre-exec hook is
+Python code in a copy of a process whose other threads (gRPC's, in pytest, a notebook or the
+launcher) may have held locks when it forked, and such children crashed. The child arms its death
+signal itself (:mod:`garfield.launcher.lifeline`): a garfield node does it first thing, other
+Python commands are started through ``python -m garfield.launcher.lifeline``. Replicas forked by a
+fork server (:mod:`garfield.launcher.forkserver`) are supervised exactly the same way.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Mapping, Protocol, Sequence
 
-_PR_SET_PDEATHSIG = 1
+from garfield.launcher import lifeline
+
+if TYPE_CHECKING:
+    from garfield.launcher.forkserver import ForkServer
 
 
-def _death_signal_hook() -> Callable[[], None] | None:
-    """A pre-exec hook arming PR_SET_PDEATHSIG, or None where prctl does not exist.
+class Process(Protocol):
+    """What supervision needs of a child: `subprocess.Popen`, or a fork server's `ForkedProcess`."""
 
-    libc and the parent's pid are resolved *before* fork, so the hook itself only makes two system
-    calls (fork-safe even with threads in the parent). If the launcher already died between fork and
-    prctl, the child is re-parented and exits at once instead of becoming an orphan.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    path = ctypes.util.find_library("c")
-    if path is None:
-        return None
-    try:
-        prctl = ctypes.CDLL(path, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
+    pid: int
+    returncode: int | None
 
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
+    def poll(self) -> int | None: ...
 
-    return hook
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def arms_itself(command: Sequence[str]) -> bool:
+    """Whether `command` is a garfield node, which arms its own death signal (garfield.node.main):
+    ``python -m garfield node``, ``python -m garfield.node`` or the ``garfield node`` script."""
+    args = list(command)
+    if len(args) >= 3 and args[1] == "-m":
+        return args[2] == "garfield.node" or (args[2] in ("garfield", "garfield.cli") and args[3:4] == ["node"])
+    return len(args) >= 2 and os.path.basename(args[0]) == "garfield" and args[1] == "node"
+
+
+def with_lifeline(command: Sequence[str]) -> list[str]:
+    """`command`, started through the lifeline runner when it is a Python command that would not
+    arm the death signal itself; other commands unchanged (they get no death signal)."""
+    args = list(command)
+    if arms_itself(args) or not lifeline.runnable(args):
+        return args
+    return [args[0], "-m", "garfield.launcher.lifeline", *args[1:]]
 
 
 @dataclass
@@ -59,7 +70,7 @@ class Child:
     index: int
     byzantine: bool
     log_path: Path
-    popen: subprocess.Popen[bytes]
+    popen: Process  # named for subprocess.Popen; a ForkedProcess for replicas from the fork server
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
     stopped_by_launcher: bool = False
@@ -120,20 +131,31 @@ class Child:
 
 
 def spawn(name: str, role: str, index: int, byzantine: bool, command: Sequence[str], env: Mapping[str, str],
-          log_path: Path, cwd: str | None = None) -> Child:
-    """Start `command` in a new process group, stdout+stderr to `log_path`, dying with the launcher."""
+          log_path: Path, cwd: str | None = None, forkserver: "ForkServer | None" = None,
+          startup_seconds: float = 300.0) -> Child:
+    """Start `command` in a new process group, stdout+stderr to `log_path`, dying with the launcher.
+
+    With `forkserver`, the replica is forked from that preloaded server (when `command` is this
+    interpreter running a module or script; waiting up to `startup_seconds` for the server to be
+    ready); otherwise it is a fresh process.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if forkserver is not None and lifeline.runnable(command):
+        process: Process = forkserver.spawn(command, env, log_path, cwd=cwd or os.getcwd(),  # cwd: as Popen's
+                                            timeout=startup_seconds)
+        return Child(name=name, role=role, index=index, byzantine=byzantine, log_path=log_path, popen=process)
+    child_env = dict(env)
+    child_env[lifeline.ENV_PARENT_PID] = str(os.getpid())
     log: IO[bytes] = open(log_path, "wb", buffering=0)  # a reused folder starts fresh logs
     try:
         popen = subprocess.Popen(
-            list(command),
-            env=dict(env),
+            with_lifeline(command),
+            env=child_env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             process_group=0,
-            preexec_fn=_death_signal_hook(),
             close_fds=True,
         )
     finally:

@@ -15,6 +15,10 @@ When the job ends:
 * interruption / timeout: everyone is stopped.
 Stopping is SIGTERM to every process group, a grace period, then SIGKILL; children also die with the
 launcher through PR_SET_PDEATHSIG (`garfield.launcher.children`). summary.json is written in every case.
+
+Replicas are forked from a preloaded fork server (`garfield.launcher.forkserver`: torch, the
+compiled rules and the task's data imported once per run instead of once per replica); set
+GARFIELD_FORK_SERVER=0 (or pass fork_server=False) to start each one as a fresh process instead.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
 from garfield.launcher import children as proc
+from garfield.launcher import forkserver as fs
 from garfield.launcher.ports import loopback_table
 from garfield.launcher.status import Progress, fetch_status, final_from_log, format_line, summarize
 from garfield.launcher.summary import FAILED, INTERRUPTED, SUCCEEDED, TIMED_OUT, RunResult
@@ -41,9 +46,9 @@ from garfield.plan import PEER, SERVER, WORKER, Loopback, Plan, Replica, make_pl
 from garfield.spec.validation import InvalidJob, Job, load_job, validate_manifest
 
 STATUS_INTERVAL = 1.0  # seconds between /status reads (the display's refresh, not a synchronisation)
+FINISH_INTERVAL = 0.1  # the same once a correct server reached the last step: "done" is seen at once
 LINE_INTERVAL = 5.0  # seconds between plain progress lines
-READY_PROBE_SECONDS = 0.2  # while Byzantine replicas start, how often to ask whether they are up
-SETTLE_SECONDS = 2.0  # after success, how long replicas may take to exit by themselves before SIGTERM
+SETTLE_SECONDS = 1.0  # after success, how long replicas may take to exit by themselves before SIGTERM
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -88,6 +93,35 @@ def child_env(replica: Replica, threads: int) -> dict[str, str]:
     return env
 
 
+def threads_per_replica(plan: Plan) -> int:
+    """Math threads per replica: the cores shared out (1 when 11 replicas share 2 cores)."""
+    return max(1, (os.cpu_count() or 1) // max(1, len(plan.replicas)))
+
+
+def preload_for(job: Job, plan: Plan, command: Callable[[Replica], Sequence[str]]) -> fs.Preload:
+    """What the fork server should import and warm: the node's stack for garfield nodes (plus the
+    task and the rules of a PyTorch job; a TensorFlow task is not imported before the fork, as
+    TensorFlow starts threads at import), nothing for other commands (stand-ins in tests)."""
+    threads = threads_per_replica(plan)
+    if not plan.replicas or any(not proc.arms_itself(command(r)) for r in plan.replicas):
+        return fs.Preload(threads=threads)
+    spec = dict(job.spec.to_dict())
+    if job.spec.framework != "pytorch":
+        spec.pop("task", None)
+    return fs.Preload(modules=fs.TORCH_PRELOAD, spec=spec, threads=threads)
+
+
+def start_fork_server(job: Job, plan: Plan, command: Callable[[Replica], Sequence[str]],
+                      log_path: Path) -> fs.ForkServer | None:
+    """A fork server for this run when every replica's command can be forked, else None."""
+    if not all(proc.lifeline.runnable(command(r)) for r in plan.replicas):
+        return None
+    try:
+        return fs.ForkServer(preload_for(job, plan, command), log_path=log_path)
+    except OSError:  # cannot start a process here: each replica will say so more precisely
+        return None
+
+
 def node_command(replica: Replica) -> list[str]:
     """The plan's command with "python" replaced by this interpreter (the one garfield is installed in)."""
     command = list(replica.command)
@@ -121,6 +155,14 @@ class _Watch:
             self._saved[sig] = signal.signal(sig, on_stop)
         self._saved[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda *_: None)
         return self
+
+    def wake(self, *_: Any) -> None:
+        """End the current wait now (from any thread): a forked child's exit, which sends no SIGCHLD here."""
+        if self._write is not None:
+            try:
+                self._write.send(b"\0")
+            except OSError:
+                pass
 
     def wait(self, seconds: float) -> None:
         """Sleep up to `seconds`, returning early when a child exits or a stop signal arrives."""
@@ -185,9 +227,11 @@ class _Supervisor:
 
     def __init__(self, job: Job, plan: Plan, output_dir: Path, timeout: float | None, grace: float,
                  display: _Display, command: Callable[[Replica], Sequence[str]],
-                 on_status: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+                 on_status: Callable[[str, dict[str, Any]], None] | None = None,
+                 forkserver: fs.ForkServer | None = None) -> None:
         self.job, self.plan, self.output_dir = job, plan, output_dir
         self.on_status = on_status
+        self.forkserver = forkserver
         self.timeout, self.grace, self.display, self.command = timeout, grace, display, command
         self.primary = primary_role(plan)
         self.children: list[proc.Child] = []
@@ -201,37 +245,30 @@ class _Supervisor:
         return spec.servers.byzantine if role == SERVER and spec.servers else spec.workers.byzantine
 
     # -- start -------------------------------------------------------------------------------------
-    def start(self, watch: _Watch, head_start: bool) -> None:
-        """Spawn every replica; with `head_start`, the Byzantine ones first, the rest once those are up.
-
-        Why: nodes prefer the peers that formed their last quorum (docs/protocol.md), so whoever
-        answers the first rounds keeps being asked. Replicas started together race on process
-        start-up, and attackers that lose that race are never aggregated, which would turn an attack
-        evaluation into a run without attack. The threat model lets the adversary's messages be among
-        the first q, so a simulated adversary gets the head start it is entitled to.
-        """
-        threads = max(1, (os.cpu_count() or 1) // max(1, len(self.plan.replicas)))
+    def start(self, watch: _Watch) -> None:
+        """Spawn every replica. No ordering is needed: in evaluation runs the nodes themselves put
+        the simulated attackers first in their quorums (docs/protocol.md, the worst-case schedule)."""
+        threads = threads_per_replica(self.plan)
         logs = self.output_dir / "logs"
-        first = [r for r in self.plan.replicas if r.byzantine] if head_start else []
-        rest = [r for r in self.plan.replicas if r not in first]
-        for batch in (first, rest):
-            for replica in batch:
-                self.children.append(proc.spawn(
-                    name=replica.name, role=replica.role, index=replica.index, byzantine=replica.byzantine,
-                    command=self.command(replica), env=child_env(replica, threads), log_path=logs / f"{replica.name}.log"))
-            if batch is first and first:
-                self._wait_ready(watch, [c for c in self.children if c.byzantine])
+        for replica in self.plan.replicas:
+            if watch.stop_reason:  # interrupted while the fork server was still warming up
+                break
+            self.children.append(self._spawn(replica, child_env(replica, threads), logs / f"{replica.name}.log"))
         self._write_replicas()
 
-    def _wait_ready(self, watch: _Watch, children: list[proc.Child]) -> None:
-        """Until each child answers /status (or exited), a stop signal came, or the start-up timeout passed."""
-        deadline = time.monotonic() + self.job.spec.training.timeouts.startup_seconds
-        waiting = list(children)
-        while waiting and not watch.stop_reason and time.monotonic() < deadline:
-            waiting = [c for c in waiting if c.reap() is None
-                       and fetch_status(self.replicas[c.name].ports["metrics"], timeout=0.2) is None]
-            if waiting:
-                watch.wait(READY_PROBE_SECONDS)
+    def _spawn(self, replica: Replica, env: dict[str, str], log_path: Path) -> proc.Child:
+        """Fork the replica from the fork server; a fresh process when there is none or it failed."""
+        kwargs = dict(name=replica.name, role=replica.role, index=replica.index, byzantine=replica.byzantine,
+                      command=self.command(replica), env=env, log_path=log_path)
+        if self.forkserver is not None:
+            try:
+                return proc.spawn(**kwargs, forkserver=self.forkserver,  # type: ignore[arg-type]
+                                  startup_seconds=self.job.spec.training.timeouts.startup_seconds)
+            except fs.ForkServerError as exc:
+                self.display.message(f"fork server unusable ({exc}); starting replicas as fresh processes")
+                self.forkserver.close()
+                self.forkserver = None
+        return proc.spawn(**kwargs)  # type: ignore[arg-type]
 
     def _write_replicas(self) -> None:
         import json
@@ -304,10 +341,15 @@ class _Supervisor:
             if now >= next_status:
                 fresh = self.poll_statuses()
                 self.display.update(summarize(fresh or list(self.last_status.values()), self.total_steps), now - started)
-                next_status = now + STATUS_INTERVAL
+                next_status = now + self._status_interval()
                 continue  # a status may have said "done": decide before sleeping
             deadline = next_status if self.timeout is None else min(next_status, started + self.timeout)
             watch.wait(deadline - now)
+
+    def _status_interval(self) -> float:
+        """The refresh tick, shorter at the end so that the last "done" is not seen up to a tick late."""
+        last = max((int(s.get("step") or 0) for s in self.last_status.values()), default=0)
+        return FINISH_INTERVAL if last >= self.total_steps - 1 else STATUS_INTERVAL
 
     @property
     def total_steps(self) -> int:
@@ -351,14 +393,15 @@ class _Supervisor:
 def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None, timeout: float | None = None,
            progress: str = "auto", stream: TextIO | None = None, grace: float = 5.0,
            command: Callable[[Replica], Sequence[str]] = node_command,
-           on_status: Callable[[str, dict[str, Any]], None] | None = None, head_start: bool = True) -> RunResult:
+           on_status: Callable[[str, dict[str, Any]], None] | None = None,
+           fork_server: bool | None = None) -> RunResult:
     """Run `job` locally to its end and return the outcome (also written to `<output_dir>/summary.json`).
 
     progress: "bar" (live line), "lines" (a line every few seconds), "none", or "auto" (bar when
     `stream` is a terminal). `command` maps a replica to its argv; tests substitute stand-in nodes.
     `on_status(name, status)` sees every fresh `/status` of a correct server (peer): benchmarks and
-    tests record histories or act mid-run with it. `head_start`: start Byzantine replicas first
-    (see `_Supervisor.start`).
+    tests record histories or act mid-run with it. `fork_server`: fork replicas from a preloaded server (default: on,
+    unless GARFIELD_FORK_SERVER=0).
     """
     if steps is not None:
         job = with_steps(job, steps)
@@ -368,12 +411,16 @@ def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None
     live = progress == "bar" or (progress == "auto" and stream.isatty())
     display = _Display(None if progress == "none" else stream, live)
     plan = make_plan(job, loopback_for(job))
-    supervisor = _Supervisor(job, plan, output_dir, timeout, grace, display, command, on_status)
     started = time.monotonic()
+    use_server = fs.enabled() if fork_server is None else fork_server
+    server = start_fork_server(job, plan, command, output_dir / "logs" / "forkserver.log") if use_server else None
+    supervisor = _Supervisor(job, plan, output_dir, timeout, grace, display, command, on_status, server)
     outcome, message = FAILED, "the launcher failed before the job ended"
     with _Watch() as watch:
+        if server is not None:
+            server.on_exit.append(watch.wake)
         try:
-            supervisor.start(watch, head_start)
+            supervisor.start(watch)
             display.message(f"{job.name}: {len(plan.replicas)} replicas ({plan.topology}), logs in {output_dir}/logs")
             outcome, message = supervisor.run(watch)
             if outcome == SUCCEEDED:
@@ -384,6 +431,8 @@ def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None
         finally:
             supervisor.poll_statuses()
             supervisor.stop()
+            if supervisor.forkserver is not None:
+                supervisor.forkserver.close()
             supervisor.merge_final_logs()
             wall = time.monotonic() - started
             result = RunResult(

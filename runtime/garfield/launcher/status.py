@@ -49,7 +49,7 @@ def final_from_log(path: Path, tail_bytes: int = 1 << 16) -> dict[str, Any] | No
         except ValueError:
             continue
         if isinstance(entry, dict) and entry.get("msg") == "done":
-            return {k: entry[k] for k in ("step", "accuracy", "loss", "rejected") if k in entry}
+            return {k: entry[k] for k in ("step", "accuracy", "loss", "rejected", "quorums") if k in entry}
     return None
 
 

@@ -32,6 +32,10 @@ class NodeState:
         self.phase = "starting"
         self.error: str | None = None
         self.rejected: dict[str, int] = {}
+        # Per kind of tensor gathered ("gradient", "model", "proposal"): quorums gathered, those asked
+        # among peers holding a simulated attacker, and those holding its reply: the evidence that an
+        # attack was aggregated at all.
+        self.quorums: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
         self._step_times: deque[tuple[float, int]] = deque(maxlen=64)
         self._timing_total = {k: 0.0 for k in TIMING}
@@ -48,6 +52,11 @@ class NodeState:
         self._g_byz = Gauge("garfield_byzantine", "1 when this replica simulates a Byzantine node.", names, registry=self.registry).labels(**labels)
         self._g_phase = Gauge("garfield_phase", "1 for the node's current phase.", names + ["phase"], registry=self.registry)
         self._c_rejected = Counter("garfield_rejected_messages", "Received messages rejected, by reason.", names + ["reason"], registry=self.registry)
+        self._c_quorums = Counter("garfield_quorums", "Quorums gathered, by kind of tensor.", names + ["kind"], registry=self.registry)
+        self._c_attackable = Counter("garfield_attackable_quorums", "Quorums gathered among peers that hold a simulated attacker, by kind.",
+                                     names + ["kind"], registry=self.registry)
+        self._c_attacked = Counter("garfield_attacked_quorums", "Quorums gathered that hold a simulated attacker's reply, by kind.",
+                                   names + ["kind"], registry=self.registry)
         self._c_timing = Counter("garfield_step_seconds", "Seconds spent per activity over all steps.", names + ["activity"], registry=self.registry)
         self._labels = labels
         self._g_total.set(total_steps)
@@ -83,6 +92,25 @@ class NodeState:
         with self._lock:
             self.rejected[reason] = self.rejected.get(reason, 0) + 1
         self._c_rejected.labels(**self._labels, reason=reason).inc()
+
+    def count_quorum(self, kind: str, attackable: bool, attacked: bool) -> None:
+        """One quorum of `kind` gathered. `attackable`: asked among peers holding a simulated attacker;
+        `attacked`: an attacker's reply was aggregated in it, or refused while gathering it. In an
+        evaluation run both counts agree (PeerOrder's worst-case schedule)."""
+        with self._lock:
+            counts = self.quorums.setdefault(kind, {"gathered": 0, "attackable": 0, "attacked": 0})
+            counts["gathered"] += 1
+            counts["attackable"] += int(attackable)
+            counts["attacked"] += int(attacked)
+        self._c_quorums.labels(**self._labels, kind=kind).inc()
+        if attackable:
+            self._c_attackable.labels(**self._labels, kind=kind).inc()
+        if attacked:
+            self._c_attacked.labels(**self._labels, kind=kind).inc()
+
+    def quorum_counts(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {kind: dict(counts) for kind, counts in self.quorums.items()}
 
     def add_timing(self, communication: float, aggregation: float, computation: float) -> None:
         """One step's breakdown (seconds)."""
@@ -126,6 +154,7 @@ class NodeState:
             "accuracy": self.accuracy,
             "steps_per_second": self.steps_per_second(),
             "rejected": rejected,
+            "quorums": self.quorum_counts(),
             "phase": self.phase,
             "timing": self.timing(),
         }

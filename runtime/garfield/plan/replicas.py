@@ -99,7 +99,7 @@ def replica_name(job_name: str, role: str, index: int) -> str:
 
 def _attack_for(index: int, replicas: int, attack: Any) -> dict[str, Any] | None:
     """Byzantine behaviour goes to the highest indices, so replica 0 of each role is always correct."""
-    if attack is None or index < replicas - attack.count:
+    if attack is None or index not in attack.indices(replicas):
         return None
     return {"name": attack.name, "params": attack.params}
 

@@ -57,15 +57,20 @@ TensorRequest = pb2.TensorRequest
 TensorChunk = pb2.TensorChunk
 StatusRequest = pb2.StatusRequest
 StatusReply = pb2.StatusReply
+ExchangeRequest = pb2.ExchangeRequest
+ExchangeReply = pb2.ExchangeReply
+RequestError = pb2.RequestError
+Cancel = pb2.Cancel
 GRADIENT: int = pb2.GRADIENT
 MODEL: int = pb2.MODEL
 PROPOSAL: int = pb2.PROPOSAL
 KIND_NAMES = {pb2.GRADIENT: "gradient", pb2.MODEL: "model", pb2.PROPOSAL: "proposal"}
 
 SERVICE = "garfield.v1.Node"
+EXCHANGE = f"/{SERVICE}/Exchange"
 GET_TENSOR = f"/{SERVICE}/GetTensor"
-GET_TENSOR_WHOLE = f"/{SERVICE}/GetTensorWhole"
 STATUS = f"/{SERVICE}/Status"
 
-__all__ = ["pb2", "pb2_grpc", "TensorRequest", "TensorChunk", "StatusRequest", "StatusReply", "GRADIENT", "MODEL",
-           "PROPOSAL", "KIND_NAMES", "SERVICE", "GET_TENSOR", "GET_TENSOR_WHOLE", "STATUS"]
+__all__ = ["pb2", "pb2_grpc", "TensorRequest", "TensorChunk", "StatusRequest", "StatusReply", "ExchangeRequest",
+           "ExchangeReply", "RequestError", "Cancel", "GRADIENT", "MODEL", "PROPOSAL", "KIND_NAMES", "SERVICE",
+           "EXCHANGE", "GET_TENSOR", "STATUS"]

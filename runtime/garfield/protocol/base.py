@@ -24,7 +24,7 @@ from garfield.protocol.board import Board
 from garfield.protocol.quorum import CallPolicy, PeerOrder, adopted_step, gather
 from garfield.spec.model import JobSpec
 from garfield.transport.client import Peer, tensor_request
-from garfield.transport.server import RequestRejected, start_server
+from garfield.transport.server import RequestRejected, start_server, stop_server
 from garfield.wire.codec import Expect, Received, Rejected, dtype_name, encode
 
 log = logging.getLogger("garfield.node")
@@ -35,6 +35,9 @@ log = logging.getLogger("garfield.node")
 # (crashed, or asking other replicas under the preferred quorum).
 LINGER_IDLE_SECONDS = 3.0
 RECENT_SECONDS = 5.0
+# At stop, calls still waiting for a tensor that will never come are ended at once; answers
+# already being sent get up to this long to finish (a reader of the final model, a slow peer).
+STOP_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -54,6 +57,24 @@ class NodeConfig:
     @property
     def name(self) -> str:
         return f"{self.role}-{self.index}"
+
+
+def simulated_attackers(spec: JobSpec, me: str) -> frozenset[str]:
+    """The peers (by node name, e.g. "worker-6") that simulate an attack which answers requests.
+
+    Only evaluation runs (jobs with `attack`) have them. The node asks them first and puts their
+    replies first in its quorums: the worst case an asynchronous network allows (PeerOrder).
+    Attacks that withhold replies (crash, silent, drop) cannot be scheduled that way.
+    """
+    names: set[str] = set()
+    worker_role = "peer" if spec.topology == "decentralized" else "worker"
+    roles = [(worker_role, spec.workers.replicas, spec.worker_attack)]
+    if spec.servers is not None:
+        roles.append(("server", spec.servers.replicas, spec.server_attack))
+    for role, replicas, attack in roles:
+        if attack is not None and attack.answers:
+            names.update(f"{role}-{i}" for i in attack.indices(replicas))
+    return frozenset(names - {me})
 
 
 @dataclass
@@ -96,6 +117,8 @@ class ProtocolNode:
         self._final_seen: set[str] = set()
         self._last_seen: dict[str, float] = {}
         self._orders: dict[tuple[int, bool], PeerOrder] = {}
+        self._waiting: dict[asyncio.Task, tuple[int, int]] = {}  # serve() calls waiting: (kind, step)
+        self.attackers = simulated_attackers(config.spec, self.name)
         # Channels belong to the event loop that runs the node: created in start().
         self.server_peers: list[Peer] = []
         self.worker_peers: list[Peer] = []
@@ -124,7 +147,8 @@ class ProtocolNode:
             await self.train()
             self.state.set_phase("done")
             log.info("done", extra={"fields": {"step": self.state.step, "accuracy": self.state.accuracy,
-                                               "loss": self.state.loss, "rejected": self.state.rejected}})
+                                               "loss": self.state.loss, "rejected": self.state.rejected,
+                                               "quorums": self.state.quorum_counts()}})
             await self._linger()
         except asyncio.CancelledError:
             self.state.set_phase("failed", "cancelled")
@@ -139,7 +163,11 @@ class ProtocolNode:
 
     async def stop(self) -> None:
         if self._server is not None:
-            await self._server.stop(grace=0.2)
+            for task, (kind, step) in list(self._waiting.items()):
+                board = self.boards[kind]
+                if board.step < step or board.messages is None:  # can never be answered: end it now
+                    task.cancel()
+            await stop_server(self._server, grace=STOP_GRACE_SECONDS)
             self._server = None
         for peer in self.server_peers + self.worker_peers:
             await peer.close()
@@ -154,9 +182,15 @@ class ProtocolNode:
         if not 0 <= request.step <= self.total_steps:
             raise RequestRejected("step", f"step {request.step} outside 0..{self.total_steps}")
         self._note_request(request)
-        _, messages = await self.boards[request.kind].wait(request.step)
-        if messages is None:  # silent for this step: the caller's deadline or quorum ends the call
-            await asyncio.Event().wait()
+        task = asyncio.current_task()
+        if task is not None:  # stop() ends the waits that can never be answered
+            self._waiting[task] = (request.kind, request.step)
+        try:
+            _, messages = await self.boards[request.kind].wait(request.step)
+            if messages is None:  # silent for this step: the caller's deadline or quorum ends the call
+                await asyncio.Event().wait()
+        finally:
+            self._waiting.pop(task, None)  # type: ignore[arg-type]
         return messages  # type: ignore[return-value]
 
     def _note_request(self, request: TensorRequest) -> None:
@@ -198,9 +232,23 @@ class ProtocolNode:
                 return Expect(kind=kind, sender=peer.name, dtype=self.dtype, shape=self.shape, min_step=min_step,
                               max_step=self.total_steps)
 
-            order = self._orders.setdefault((kind, peers is self.server_peers), PeerOrder())
-            replies: list[Received] = await gather(peers, need, request, expect, self.policy, self._on_reject, order)
+            key = (kind, peers is self.server_peers)
+            order = self._orders.get(key)
+            if order is None:
+                order = self._orders[key] = PeerOrder(first=[p.name for p in peers if p.name in self.attackers])
+            refused: list[str] = []
+
+            def on_reject(peer: Peer, exc: Rejected) -> None:
+                refused.append(peer.name)
+                self._on_reject(peer, exc)
+
+            replies: list[Received] = await gather(peers, need, request, expect, self.policy, on_reject, order)
             contributions += [Contribution(self.adapter.from_numpy(r.array), r.step, r.loss, r.sender) for r in replies]
+            # The attack reached this quorum when an attacker's reply was aggregated or refused
+            # (a non-finite or malformed reply is refused before aggregation: that is the defence).
+            reached = {c.sender for c in contributions[:q]} | set(refused)
+            self.state.count_quorum(KIND_NAMES[kind], attackable=any(p.name in self.attackers for p in peers),
+                                    attacked=bool(reached & self.attackers))
         return contributions[:q]
 
     def aggregate(self, rule: str, params: dict[str, Any], f: int, contributions: Sequence[Contribution]) -> Tensor:

@@ -7,13 +7,12 @@ hands the result to its attack; an omniscient attack (one that needs the round's
 gets k = n - f honest vectors, each with its own momentum, computed on the worker's own data.
 
 Simulated Byzantine workers answer first. A node waits for the first q = n - f replies, so an
-attacker that answers after the honest workers is simply never aggregated, and an evaluation run
-would measure nothing. The asynchronous model lets the adversary schedule its messages, so the
-simulated attacker does what a real one would: it prepares its next reply from the honest
-vector(s) at its current model *after* answering (in a thread, while its gRPC service keeps
-serving), and answers the next request at once, before the honest workers, which compute first.
-Its vectors are thus one step stale, and they land in the first q: the worst case the quorum rule
-admits.
+attacker that answered after the honest workers would never be aggregated, and an evaluation run
+would measure nothing. The gatherer guarantees the worst-case schedule (protocol.quorum.PeerOrder:
+attackers asked first, their replies lead the quorum). So that honest nodes rarely have to wait
+for it, the simulated attacker also prepares its next reply from the honest vector(s) at its
+current model *after* answering (in a thread, while its gRPC service keeps serving) and answers
+the next request at once. Its vectors are thus one step stale.
 """
 
 from __future__ import annotations

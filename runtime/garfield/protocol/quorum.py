@@ -56,23 +56,35 @@ class PeerOrder:
     at once for each rejected answer) saves the calls and transfers whose answers would be
     thrown away, which on a loaded machine is most of the cost of a step. Liveness is unchanged:
     a silent or crashed peer costs one hedge delay and then drops to the back of the order.
+
+    `first` names the simulated attackers of an evaluation run. The asynchronous adversary may
+    schedule messages as it likes, so the worst case it can arrange is that its replies arrive
+    first: they are asked first and always, and honest replies are held until every attacker
+    answered (or a patience of one call deadline passed once a quorum was possible). An attacker
+    that exhausts that patience is `lost` (crashed, or its attack went quiet) and not waited for
+    again, so a silent attacker costs one deadline, not one per step.
     """
 
     HEDGE_FACTOR = 4.0
     HEDGE_FLOOR = 0.05  # seconds
 
-    def __init__(self) -> None:
+    def __init__(self, first: Sequence[str] = ()) -> None:
         self._rank: dict[str, int] = {}
         self._latency: float | None = None
+        self.first: frozenset[str] = frozenset(first)
 
     def order(self, peers: Sequence[Peer]) -> list[Peer]:
-        return sorted(peers, key=lambda p: self._rank.get(p.name, len(self._rank)))
+        return sorted(peers, key=lambda p: (p.name not in self.first, self._rank.get(p.name, len(self._rank))))
 
     def hedge_delay(self) -> float | None:
         """Seconds to wait before asking the remaining peers; None (ask everyone) until a quorum was seen."""
         if self._latency is None:
             return None
         return max(self.HEDGE_FLOOR, self.HEDGE_FACTOR * self._latency)
+
+    def lost(self, name: str) -> None:
+        """Stop waiting for attacker `name` (it did not answer within the patience)."""
+        self.first = self.first - {name}
 
     def update(self, answered: Sequence[str], peers: Sequence[Peer], seconds: float) -> None:
         previous = [p.name for p in self.order(peers) if p.name not in answered]
@@ -85,49 +97,79 @@ async def gather(peers: Sequence[Peer], q: int, request: bytes, expect: Callable
     """The first `q` valid replies among `peers` (in arrival order); the rest are cancelled.
 
     With an `order`, the q preferred peers are asked first and the others after its hedge delay
-    (or one by one, as answers are rejected)."""
+    (or one by one, as answers are rejected); its `first` peers (simulated attackers) are asked at
+    once and their replies lead the quorum (see :class:`PeerOrder`)."""
     if q <= 0:
         return []
     if q > len(peers):
         raise QuorumError(f"a quorum of {q} among {len(peers)} peers is impossible")
     start = time.monotonic()
     ordered = order.order(peers) if order is not None else list(peers)
+    first = {p.name for p in peers} & (order.first if order is not None else frozenset())
     delay = order.hedge_delay() if order is not None else None
-    waiting = ordered[q:] if delay is not None else []
+    # Attackers sort first, so they are always among the peers asked at once.
+    waiting = ordered[max(q, len(first)):] if delay is not None else []
     hedge_at = start + (delay or 0.0)
-    pending: set[asyncio.Task] = set()
+    pending: dict[asyncio.Task, Peer] = {}
 
     def launch(peer: Peer) -> None:
-        pending.add(asyncio.create_task(_ask(peer, request, expect(peer), policy, on_reject), name=f"ask-{peer.name}"))
+        task = asyncio.create_task(_ask(peer, request, expect(peer), policy, on_reject), name=f"ask-{peer.name}")
+        pending[task] = peer
 
     for peer in ordered[:len(ordered) - len(waiting)]:
         launch(peer)
-    replies: list[Received] = []
+    leading: list[Received] = []  # the attackers' replies: they lead the quorum
+    honest: list[Received] = []
+    unheard = set(first)  # attackers that neither answered nor were rejected yet
+    patience_ends: float | None = None  # set once a quorum is possible: how long attackers are awaited
     deadline = start + policy.give_up_seconds
     try:
-        while len(replies) < q:
-            if len(replies) + len(pending) + len(waiting) < q:
-                raise QuorumError(f"only {len(replies) + len(pending) + len(waiting)} of {len(peers)} peers can still "
+        while True:
+            have = len(leading) + len(honest)
+            if have >= q:
+                if not unheard:
+                    break
+                now = time.monotonic()
+                if patience_ends is None:
+                    patience_ends = now + policy.rpc_seconds
+                if now >= patience_ends:
+                    for name in sorted(unheard):
+                        log.info("attacker not heard within the patience; not waited for again",
+                                 extra={"fields": {"peer": name}})
+                        if order is not None:
+                            order.lost(name)
+                    break
+            elif have + len(pending) + len(waiting) < q:
+                raise QuorumError(f"only {have + len(pending) + len(waiting)} of {len(peers)} peers can still "
                                   f"give a valid reply; {q} are needed")
             now = time.monotonic()
             if now >= deadline:
-                raise QuorumError(f"{len(replies)} of the {q} replies needed after {policy.give_up_seconds:.0f} s")
-            if waiting and (now >= hedge_at or not pending):  # the preferred peers are slow: ask everyone left
+                raise QuorumError(f"{have} of the {q} replies needed after {policy.give_up_seconds:.0f} s")
+            if waiting and have < q and (now >= hedge_at or not pending):  # preferred peers slow: ask the rest
                 for peer in waiting:
                     launch(peer)
                 waiting = []
-            wake = min(deadline, hedge_at) if waiting else deadline
-            done, still = await asyncio.wait(pending, timeout=max(0.0, wake - now), return_when=asyncio.FIRST_COMPLETED)
-            pending.difference_update(done)
+            wake = deadline
+            if waiting:
+                wake = min(wake, hedge_at)
+            if patience_ends is not None:
+                wake = min(wake, patience_ends)
+            done, _ = await asyncio.wait(pending, timeout=max(0.0, wake - now), return_when=asyncio.FIRST_COMPLETED)
             for task in done:
+                peer = pending.pop(task)
                 reply = task.result()
-                if reply is not None and len(replies) < q:
-                    replies.append(reply)
-                elif reply is None and waiting:  # a rejected answer: ask the next peer right away
-                    launch(waiting.pop(0))
+                unheard.discard(peer.name)
+                if reply is None:  # a rejected answer: ask the next peer right away
+                    if waiting and len(leading) + len(honest) < q:
+                        launch(waiting.pop(0))
+                elif peer.name in first:
+                    leading.append(reply)
+                else:
+                    honest.append(reply)
     finally:
         for task in pending:
             task.cancel()
+    replies = (leading + honest)[:q]
     if order is not None:
         order.update([r.sender for r in replies], peers, time.monotonic() - start)
     return replies

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from garfield.attacks.catalog import WITHHOLDING
+
 
 @dataclass(frozen=True)
 class GarSpec:
@@ -56,6 +58,16 @@ class AttackSpec:
     count: int
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+
+    def indices(self, replicas: int) -> range:
+        """The replicas that simulate the attack: the highest indices, so replica 0 of each role is
+        always correct (the plan, the launchers and the nodes' scheduling all ask this)."""
+        return range(max(0, replicas - self.count), replicas)
+
+    @property
+    def answers(self) -> bool:
+        """Whether the attack answers requests at all (see attacks.catalog.WITHHOLDING)."""
+        return self.name not in WITHHOLDING
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """gRPC transport: peers (client side), the node service (server side), and a transfer-speed probe."""
 
 from garfield.transport.client import Peer, Unreachable, tensor_request
-from garfield.transport.server import RequestRejected, TensorSource, start_server
+from garfield.transport.server import ExchangeStats, RequestRejected, TensorSource, start_server, stop_server
 
-__all__ = ["Peer", "Unreachable", "tensor_request", "RequestRejected", "TensorSource", "start_server",
-           "measure_transfer"]
+__all__ = ["Peer", "Unreachable", "tensor_request", "ExchangeStats", "RequestRejected", "TensorSource", "start_server",
+           "stop_server", "measure_transfer"]
 
 
 def measure_transfer(*args, **kwargs):  # noqa: ANN002, ANN003 - thin lazy re-export

@@ -1,18 +1,37 @@
-"""Fetching one tensor from one peer: a deadline per call, validation per chunk.
+"""Fetching one tensor from one peer: a deadline per fetch, validation per chunk.
+
+Tensor traffic to a peer runs on long-lived Exchange streams, one per kind of tensor asked for,
+instead of one call per fetch (a call costs far more CPU in grpcio than a message on an open
+stream). Each answer is a header (request id, chunk count) followed by the bare chunks, which
+the Assembler validates as they come; chunks of an answer that was withdrawn are skipped.
+
+A stream carries one fetch at a time (a per-kind lock): fetches of one kind from one peer never
+overlap in the protocol (a node's collects run one after another; only a fetch the quorum
+cancelled may still be unwinding when the next starts), and concurrent callers simply queue. So
+the server-side rule "a new request supersedes the pending one" never drops an answer somebody
+still waits for. Different kinds get different streams, so e.g. a GRADIENT pull and a PROPOSAL
+pull from the same peer may overlap without interfering.
 
 Errors split in two: :class:`~garfield.wire.Rejected` (the peer answered something unusable: the
 reply is dropped and counted, the peer is not asked again for this step) and :class:`Unreachable`
-(no answer in time, connection refused, peer restarting: worth another try with backoff).
+(no answer in time, connection refused, peer restarting: worth another try with backoff). A
+stream that broke is replaced by a fresh one at the next fetch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import grpc
 import grpc.aio
 
-from garfield.proto import GET_TENSOR, GET_TENSOR_WHOLE, STATUS, StatusReply, StatusRequest, TensorRequest
+from garfield.proto import EXCHANGE, STATUS, ExchangeReply, StatusReply, StatusRequest, TensorRequest
 from garfield.transport.channels import channel_options
-from garfield.wire.codec import DEFAULT_CHUNK_BYTES, Assembler, Expect, Received, Rejected
+from garfield.transport.server import ID_TAG, varint
+from garfield.wire.codec import Assembler, Expect, Received, Rejected
+
+# Reply messages a stream's reader takes off the wire ahead of the fetch consuming them. Beyond
+# this the reader stops reading, so HTTP/2 flow control holds a peer that floods the stream.
+READ_AHEAD = 4
 
 
 class Unreachable(Exception):
@@ -23,48 +42,193 @@ class Unreachable(Exception):
         self.code = code
 
 
+def _fetch_message(request_id: int, request: bytes) -> bytes:
+    """ExchangeRequest{id, fetch: request}, around the already serialized TensorRequest."""
+    return b"\x08" + varint(request_id) + b"\x12" + varint(len(request)) + request
+
+
+def _cancel_message(request_id: int) -> bytes:
+    """ExchangeRequest{id, cancel: {}}."""
+    return b"\x08" + varint(request_id) + b"\x1a\x00"
+
+
+_HEADER_TAG = ID_TAG  # an ExchangeReply header starts with its id field; a TensorChunk never does
+
+
+class _Outbox:
+    """The request iterator grpc consumes: endless, it waits for our next message. A plain async
+    iterator, not an async generator, so there is nothing to finalise when the call is cancelled
+    mid-wait (an async generator's aclose() then races grpc's own consumer task)."""
+
+    def __init__(self, queue: asyncio.Queue[bytes]) -> None:
+        self.queue = queue
+
+    def __aiter__(self) -> _Outbox:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self.queue.get()
+
+
+class _Stream:
+    """One Exchange call: requests go through `outbox` (consumed by grpc's own task, so queuing one
+    never awaits, not even while a cancelled fetch unwinds), replies come in through one reader
+    task and the bounded `inbox`."""
+
+    def __init__(self, open_call: grpc.aio.StreamStreamMultiCallable) -> None:
+        self.outbox: asyncio.Queue[bytes] = asyncio.Queue()  # our own requests: at most a fetch and its cancel
+        self.inbox: asyncio.Queue[bytes | Exception] = asyncio.Queue(maxsize=READ_AHEAD)
+        self.next_id = 1
+        self.broken = False
+        # The answer the stream is in (from its last header): chunks are attributed by order.
+        self.answer_id = -1
+        self.remaining = 0
+        self.received = 0  # messages the reader took off the wire
+        self.consumed = 0  # messages fetches took from the inbox
+        self.call = open_call(_Outbox(self.outbox), wait_for_ready=True)
+        self.reader = asyncio.create_task(self._read(), name="exchange-reader")
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                raw = await self.call.read()
+                if raw is grpc.aio.EOF:
+                    end: Exception = Unreachable(None, "the peer ended the stream")
+                    break
+                self.received += 1
+                await self.inbox.put(raw)
+        except grpc.aio.AioRpcError as exc:
+            end = _classify(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever broke the call, the fetch learns it
+            end = Unreachable(None, f"{type(exc).__name__}: {exc}")
+        self.broken = True  # the next fetch opens a new stream
+        await self.inbox.put(end)
+
+    def send(self, message: bytes, supersede: bool = False) -> None:
+        """Queue `message`. A new fetch (`supersede`) makes whatever is still unsent obsolete: the
+        server would drop it anyway, so while the stream waits for the peer (e.g. still starting)
+        retries do not pile up."""
+        if supersede:
+            while not self.outbox.empty():
+                self.outbox.get_nowait()
+        self.outbox.put_nowait(message)
+
+    async def take(self) -> bytes:
+        item = await self.inbox.get()
+        if isinstance(item, Exception):
+            raise item  # the stream is over (broken is set): the next fetch opens another
+        self.consumed += 1
+        return item
+
+    def close(self) -> None:
+        """End the call; a fetch still reading this stream learns it at once."""
+        self.broken = True
+        self.reader.cancel()
+        self.call.cancel()
+        while not self.inbox.empty():
+            self.inbox.get_nowait()
+        self.inbox.put_nowait(Unreachable(grpc.StatusCode.CANCELLED, "the stream was closed"))
+
+
 class Peer:
-    """One remote node: its identity (e.g. "worker-3"), address and channel."""
+    """One remote node: its identity (e.g. "worker-3"), address, channel and Exchange streams."""
 
     def __init__(self, name: str, address: str, tensor_bytes: int) -> None:
         self.name = name
         self.address = address
         self.channel = grpc.aio.insecure_channel(address, options=channel_options(tensor_bytes))
-        # Raw bytes both ways: requests are serialized once per round, replies validated by the Assembler.
-        self._get = self.channel.unary_stream(GET_TENSOR, request_serializer=None, response_deserializer=None)
-        self._get_whole = self.channel.unary_unary(GET_TENSOR_WHOLE, request_serializer=None, response_deserializer=None)
+        # Raw bytes both ways: requests are framed by hand, replies validated by the Assembler.
+        self._exchange = self.channel.stream_stream(EXCHANGE, request_serializer=None, response_deserializer=None)
         self._status = self.channel.unary_unary(STATUS, request_serializer=StatusRequest.SerializeToString,
                                                 response_deserializer=StatusReply.FromString)
+        self._streams: dict[int, _Stream] = {}  # by kind
+        self._locks: dict[int, asyncio.Lock] = {}  # by kind: held for the whole of a fetch
+        self._closed = False
+
+    def _stream(self, kind: int) -> _Stream:
+        """The open stream for `kind`; a new one when there is none or it broke (peer restarted...)."""
+        if self._closed:
+            raise RuntimeError(f"the channel to {self.name} is closed")  # a bug of ours, not the peer's
+        stream = self._streams.get(kind)
+        if stream is None or stream.broken:
+            if stream is not None:
+                stream.close()
+            stream = self._streams[kind] = _Stream(self._exchange)
+        return stream
 
     async def fetch(self, request: bytes, expect: Expect, timeout: float) -> Received:
-        """The peer's tensor, validated against `expect`, within `timeout` seconds. A tensor that
-        fits in one chunk travels as one unary call (cheaper per call), a larger one streams."""
-        assembler = Assembler(expect)
-        if expect.nbytes <= DEFAULT_CHUNK_BYTES:
-            try:
-                assembler.feed(await self._get_whole(request, timeout=timeout, wait_for_ready=True))
-            except grpc.aio.AioRpcError as exc:
-                raise _classify(exc) from None
-            return assembler.finish()
-        call = self._get(request, timeout=timeout, wait_for_ready=True)
+        """The peer's tensor, validated against `expect`, within `timeout` seconds.
+
+        `request` is a serialized TensorRequest; it travels as one numbered request on the stream
+        of `expect.kind`. An answer not wanted any more (deadline, rejection, the caller cancelled)
+        is withdrawn with a cancel, and the stream stays open for the next fetch."""
         try:
-            async for raw in call:
-                assembler.feed(raw)
-        except Rejected:
-            call.cancel()
-            raise
-        except grpc.aio.AioRpcError as exc:
-            raise _classify(exc) from None
-        finally:
-            if not call.done():
-                call.cancel()
-        return assembler.finish()
+            async with asyncio.timeout(timeout):
+                async with self._locks.setdefault(expect.kind, asyncio.Lock()):  # one fetch per stream at a time
+                    stream = self._stream(expect.kind)
+                    request_id = stream.next_id
+                    stream.next_id += 1
+                    stream.send(_fetch_message(request_id, request), supersede=True)
+                    complete = False
+                    try:
+                        received = await self._receive(stream, request_id, expect)
+                        complete = True
+                        return received
+                    finally:
+                        if stream.broken and not self._closed:
+                            # Open the replacement now (once per fetch that saw the break, so a
+                            # peer that keeps ending streams costs no loop): it is set up by the
+                            # time the next fetch comes, which otherwise pays for it and may lose
+                            # the race to the quorum.
+                            self._stream(expect.kind)
+                        elif not complete:
+                            stream.send(_cancel_message(request_id))
+        except TimeoutError:
+            raise Unreachable(grpc.StatusCode.DEADLINE_EXCEEDED, f"no answer within {timeout:g} s") from None
+
+    @staticmethod
+    async def _receive(stream: _Stream, request_id: int, expect: Expect) -> Received:
+        """Read the stream until the answer to `request_id` is complete; the rest of answers
+        withdrawn earlier is skipped on the way."""
+        assembler = Assembler(expect)
+        while True:
+            raw = await stream.take()
+            if raw[:2] == _HEADER_TAG:
+                try:
+                    header = ExchangeReply.FromString(raw)
+                except Exception:  # protobuf raises DecodeError, or others on arbitrary bytes
+                    raise Rejected("decode", "undecodable answer header") from None
+                stream.answer_id, stream.remaining = header.id, header.chunks
+                if header.id < request_id:
+                    continue  # an answer we withdrew
+                if header.id > request_id:
+                    raise Rejected("transport", f"answer to request {header.id}, never made (expected {request_id})")
+                if header.HasField("error"):
+                    stream.remaining = 0
+                    raise Rejected("transport", f"request refused: {header.error.reason}: {header.error.detail}")
+                if header.chunks == 0:
+                    return assembler.finish()  # raises: an empty answer
+                continue
+            if stream.remaining <= 0:
+                raise Rejected("transport", "a chunk outside any answer")
+            stream.remaining -= 1
+            if stream.answer_id != request_id:
+                continue  # the rest of an answer we withdrew
+            assembler.feed(raw)
+            if stream.remaining == 0:
+                return assembler.finish()
 
     async def status(self, timeout: float = 5.0) -> str:
         reply = await self._status(StatusRequest(), timeout=timeout)
         return reply.json
 
     async def close(self) -> None:
+        self._closed = True
+        for stream in self._streams.values():
+            stream.close()
+        self._streams.clear()
         await self.channel.close(grace=None)
 
 
