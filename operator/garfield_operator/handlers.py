@@ -3,6 +3,10 @@
 Three watches feed one work queue: the jobs themselves, and their pods and services (selected
 server-side by the ``garfield.dev/job-name`` label, so the operator never streams unrelated pods).
 No handler here changes an object, so kopf keeps no state on the jobs and adds no finalizer.
+
+The handlers are coroutines on purpose: kopf runs plain functions in a thread pool, and the work
+queue (an asyncio.Queue) must only be touched from the event loop's thread. A put from another
+thread may never wake the waiting worker, which left a job unreconciled until the next resync.
 """
 
 from __future__ import annotations
@@ -52,21 +56,21 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.probe(id="reconciler", registry=registry)
-def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     controller: Controller | None = memo.get("controller")
     return controller.healthy() if controller is not None else {}
 
 
 @kopf.on.event(C.GROUP, C.VERSION, C.PLURAL, registry=registry)
-def job_event(type: str | None, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def job_event(type: str | None, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     memo.controller.job_event(type, namespace, name)
 
 
 @kopf.on.event("v1", "pods", labels={C.LABEL_JOB: kopf.PRESENT}, registry=registry)
-def pod_event(namespace: str, labels: dict[str, str], memo: kopf.Memo, **_: Any) -> None:
+async def pod_event(namespace: str, labels: dict[str, str], memo: kopf.Memo, **_: Any) -> None:
     memo.controller.child_event(namespace, labels[C.LABEL_JOB])
 
 
 @kopf.on.event("v1", "services", labels={C.LABEL_JOB: kopf.PRESENT}, registry=registry)
-def service_event(namespace: str, labels: dict[str, str], memo: kopf.Memo, **_: Any) -> None:
+async def service_event(namespace: str, labels: dict[str, str], memo: kopf.Memo, **_: Any) -> None:
     memo.controller.child_event(namespace, labels[C.LABEL_JOB])

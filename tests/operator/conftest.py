@@ -58,3 +58,14 @@ def jobs(control_plane: ControlPlane) -> Jobs:
     return Jobs(control_plane)
 
 
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed test that used the module's operator shows the end of that operator's log."""
+    outcome = yield
+    report = outcome.get_result()
+    op = getattr(item, "funcargs", {}).get("operator")
+    if report.when == "call" and report.failed and isinstance(op, OperatorProcess) and op.log_path.exists():
+        tail = op.log_path.read_text(errors="replace").splitlines()[-60:]
+        report.sections.append(("operator log (last 60 lines)", "\n".join(tail)))
