@@ -19,12 +19,16 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 from garfield.adapters.base import FrameworkAdapter
 from garfield.task import Task
 
-try:
-    import ml_dtypes
 
-    _NP_BF16: Any = np.dtype(ml_dtypes.bfloat16)
-except ImportError:  # pragma: no cover
-    _NP_BF16 = None
+def _numpy_bfloat16() -> Any:
+    """numpy's view of bfloat16 (from ml_dtypes), imported on first need: the import costs about a
+    CPU-second of every replica's start-up, and most models are float32."""
+    try:
+        import ml_dtypes
+    except ImportError:  # pragma: no cover - ml_dtypes is a declared dependency
+        raise TorchTaskError("bfloat16 models need the ml_dtypes package") from None
+    return np.dtype(ml_dtypes.bfloat16)
+
 
 # Whole datasets up to this size are moved to the device once and batched by indexing.
 _DEVICE_DATA_LIMIT = 1 << 30
@@ -275,15 +279,13 @@ class TorchAdapter(FrameworkAdapter):
     def to_numpy(self, flat: torch.Tensor) -> np.ndarray:
         flat = flat.detach()
         if flat.dtype == torch.bfloat16:
-            if _NP_BF16 is None:  # pragma: no cover
-                raise TorchTaskError("bfloat16 models need the ml_dtypes package")
-            return flat.view(torch.int16).cpu().numpy().view(_NP_BF16)
+            return flat.view(torch.int16).cpu().numpy().view(_numpy_bfloat16())
         return flat.cpu().numpy()
 
     def from_numpy(self, array: np.ndarray) -> torch.Tensor:
         if not array.flags.writeable:  # a received single-chunk message is read-only bytes
             array = array.copy()
-        if _NP_BF16 is not None and array.dtype == _NP_BF16:
+        if array.dtype.name == "bfloat16":  # ml_dtypes' dtype (numpy has none)
             return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16).to(self._device)
         return torch.from_numpy(array).to(self._device)
 

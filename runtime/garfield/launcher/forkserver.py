@@ -1,7 +1,7 @@
 """A preloaded fork server: pay torch's, numba's and the data's start-up once per run, not per replica.
 
 Why: every replica of a local run used to be a fresh ``python -m garfield node`` that imports
-torch, ml_dtypes and numba, loads the compiled aggregation kernels and parses the task's data:
+torch and numba, loads the compiled aggregation kernels and parses the task's data:
 seconds of CPU each, 11 times over on a 2-core laptop, before the first step can happen. The fork
 server is one process, started cleanly (no pre-exec hook: see :mod:`garfield.launcher.lifeline`),
 that imports all of that once, warms the job's aggregation rules and task, and then forks one
@@ -55,7 +55,7 @@ ENV_FORKED_AT = "GARFIELD_FORKED_AT"  # wall-clock time of the fork, for the nod
 # What every PyTorch replica imports, in dependency order; grpc-free by construction
 # (garfield.proto, garfield.transport and garfield.protocol import grpc: they load after the fork).
 TORCH_PRELOAD: tuple[str, ...] = (
-    "numpy", "torch", "torch.nn", "torch.optim", "torch.utils.data", "ml_dtypes", "numba", "prometheus_client",
+    "numpy", "torch", "torch.nn", "torch.optim", "torch.utils.data", "numba", "prometheus_client",
     "google.protobuf", "google.protobuf.message", "google.protobuf.descriptor_pool", "yaml",
     "garfield.spec.model", "garfield.spec.validation", "garfield.plan.replicas", "garfield.task",
     "garfield.adapters", "garfield.adapters.pytorch", "garfield.aggregators", "garfield.aggregators.api",

@@ -18,20 +18,49 @@ import numpy as np
 
 from garfield.proto import TensorChunk
 
-try:  # bfloat16 has no numpy dtype of its own; ml_dtypes (a TensorFlow/JAX dependency) provides one
-    import ml_dtypes
 
-    _BFLOAT16: np.dtype | None = np.dtype(ml_dtypes.bfloat16)
-except ImportError:  # pragma: no cover - ml_dtypes is a declared dependency
-    _BFLOAT16 = None
 
-DTYPES: dict[str, np.dtype] = {
+class _WireDtypes(dict):
+    """The dtypes that travel, by wire name. bfloat16 has no numpy dtype of its own; ml_dtypes (a
+    TensorFlow/JAX dependency) provides one, imported on first need only: the import costs about a
+    CPU-second of every replica's start-up, and most models are float32."""
+
+    _bfloat16_loaded = False
+
+    def load_bfloat16(self) -> None:
+        if not self._bfloat16_loaded:
+            self._bfloat16_loaded = True
+            try:
+                import ml_dtypes
+            except ImportError:  # pragma: no cover - ml_dtypes is a declared dependency
+                return
+            self["bfloat16"] = np.dtype(ml_dtypes.bfloat16)
+
+    def __missing__(self, name: str) -> np.dtype:
+        self.load_bfloat16()
+        if dict.__contains__(self, name):
+            return dict.__getitem__(self, name)
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        if name == "bfloat16":
+            self.load_bfloat16()
+        return dict.__contains__(self, name)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        self.load_bfloat16()
+        return dict.__iter__(self)
+
+    def items(self):  # type: ignore[no-untyped-def]
+        self.load_bfloat16()
+        return dict.items(self)
+
+
+DTYPES: dict[str, np.dtype] = _WireDtypes({
     "float32": np.dtype("<f4"),
     "float64": np.dtype("<f8"),
     "float16": np.dtype("<f2"),
-}
-if _BFLOAT16 is not None:
-    DTYPES["bfloat16"] = _BFLOAT16
+})
 
 # 4 MiB per message: large enough that per-message overhead is small next to the copy, small
 # enough that a 1 GB model streams as 256 messages well under any message limit.
@@ -68,8 +97,12 @@ def _varint(value: int) -> bytes:
 
 
 def dtype_name(dtype: np.dtype) -> str:
+    dtype = np.dtype(dtype)
+    for name, known in dict.items(DTYPES):  # the common dtypes, without loading bfloat16's module
+        if dtype == known:
+            return name
     for name, known in DTYPES.items():
-        if np.dtype(dtype) == known:
+        if dtype == known:
             return name
     raise ValueError(f"dtype {dtype} cannot travel on the wire; supported: {', '.join(DTYPES)}")
 
