@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from garfield.lifecycle import Phase, Reason
 from garfield.spec import schema
+from garfield.spec.kinds import Role
 
 GROUP = schema.GROUP
 VERSION = schema.VERSION
@@ -28,9 +30,9 @@ CONTAINER_NAME = "garfield"
 PORT_GRPC_NAME = "grpc"
 PORT_METRICS_NAME = "metrics"
 
-# Phases (status.phase).
+# Phases (status.phase): garfield.lifecycle's, shared with `garfield run`.
 PENDING, RUNNING, RESTARTING, SUSPENDED, SUCCEEDED, FAILED = (
-    "Pending", "Running", "Restarting", "Suspended", "Succeeded", "Failed")
+    Phase.PENDING, Phase.RUNNING, Phase.RESTARTING, Phase.SUSPENDED, Phase.SUCCEEDED, Phase.FAILED)
 TERMINAL_PHASES = (SUCCEEDED, FAILED)
 
 # Condition types (status.conditions[].type).
@@ -51,12 +53,12 @@ R_QUORUM_RUNNING = "QuorumRunning"
 R_WAITING_FOR_QUORUM = "WaitingForQuorum"
 R_POD_FAILED = "PodFailed"
 R_POD_RECREATED = "PodRecreated"
-R_TOO_MANY_FAILURES = "TooManyFailures"
+R_TOO_MANY_FAILURES = Reason.TOO_MANY_FAILURES
 R_BACKOFF_LIMIT = "BackoffLimitExceeded"
 R_DEADLINE = "DeadlineExceeded"
 R_SUSPENDED = "JobSuspended"
 R_RESUMED = "JobResumed"
-R_SUCCEEDED = "JobSucceeded"
+R_SUCCEEDED = Reason.SUCCEEDED
 R_IMAGE_PULL = "ImagePullBackOff"
 R_UNSCHEDULABLE = "Unschedulable"
 R_CONTAINER_CONFIG = "CreateContainerConfigError"
@@ -64,4 +66,4 @@ R_PODS_HEALTHY = "PodsHealthy"
 R_TTL_EXPIRED = "TTLExpired"
 
 # Role -> status.replicaStatuses key (peers of a decentralized job are its workers).
-STATUS_KEY = {"server": "servers", "worker": "workers", "peer": "workers"}
+STATUS_KEY = {role: role.spec_key for role in Role}

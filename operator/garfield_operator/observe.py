@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from garfield.lifecycle import Health, ReplicaState
+from garfield.plan import Plan, Replica
+
 from garfield_operator import constants as C
 
 # Container waiting reasons that never resolve by waiting on their own.
@@ -105,3 +108,27 @@ def view(pod: dict[str, Any]) -> PodView:
         problem_reason=reason,
         problem=problem,
     )
+
+
+def health(v: PodView | None) -> Health:
+    """A pod's state in the lifecycle's terms (garfield.lifecycle, shared with `garfield run`).
+
+    A missing pod is STARTING, not lost: it is recreated in the same pass (as a replacement once the
+    job has started), and that replacement counts as lost until it runs.
+    """
+    if v is None:
+        return Health.STARTING
+    if v.succeeded:
+        return Health.FINISHED
+    if v.failed or v.terminating or (v.replacement and not v.running):
+        return Health.LOST
+    return Health.RUNNING if v.running else Health.STARTING
+
+
+def replica_state(replica: Replica, v: PodView | None) -> ReplicaState:
+    lost_detail = v.failure if v is not None and v.failed else ("deleted" if v is not None and v.terminating else "")
+    return ReplicaState(replica.name, replica.role, replica.byzantine, health(v), lost_detail)
+
+
+def replica_states(plan: Plan, views: dict[str, PodView]) -> list[ReplicaState]:
+    return [replica_state(r, views.get(r.name)) for r in plan.replicas]

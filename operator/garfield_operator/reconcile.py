@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from garfield.plan import ClusterDNS, Plan, make_plan
+from garfield.spec.kinds import Role
 from garfield.spec.validation import InvalidJob, Job, validate_manifest
 
 from garfield_operator import constants as C
@@ -220,7 +221,7 @@ class _Pass:
             self.event("Warning", C.R_POD_FAILED,
                        f"pod {v.name} failed ({v.failure}); recreating it (restart {restarts} of "
                        f"backoffLimit {policy.backoff_limit}); {len(outcome.lost.get(v.role, []))} {v.role}s lost, "
-                       f"f={failure.tolerated(spec, v.role)} tolerated")
+                       f"f={spec.tolerated(Role(v.role))} tolerated")
 
         self.create_missing(plan, image, start is not None, policy.restart_policy)
         if start is None and self.d.create_pods:
@@ -241,7 +242,7 @@ class _Pass:
                 statuses[key]["failed"] = max(statuses[key]["failed"], now_failed)
         self.st["replicaStatuses"] = statuses
 
-        done, message = completion.succeeded(plan, self.views, spec)
+        done, message = completion.succeeded(spec, outcome.states)
         if done:
             self.finish(C.SUCCEEDED, C.R_SUCCEEDED, message, policy)
             return
@@ -284,7 +285,7 @@ class _Pass:
             # A replica that finished training did its part: it counts towards the quorum.
             running = sum(1 for r in replicas if r.name in self.views and r.name not in self.deleting
                           and (self.views[r.name].running or self.views[r.name].succeeded))
-            quorum = len(replicas) - failure.tolerated(spec, role)
+            quorum = len(replicas) - spec.tolerated(role)
             if running < quorum:
                 short.append(f"{running} of {len(replicas)} {role}s running or done (quorum {quorum})")
         was = self.st.get("phase")
@@ -315,7 +316,7 @@ class _Pass:
         self.st["progress"] = progress
         if self.st.get("phase") != C.RUNNING:
             return
-        role = completion.completion_role(plan)
+        role = plan.primary_role
         for r in plan.by_role(role):
             v = self.views.get(r.name)
             if v is not None and v.running and v.pod_ip and not r.byzantine:

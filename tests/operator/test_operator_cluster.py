@@ -142,7 +142,7 @@ def test_more_than_f_failures_fail_the_job(operator: OperatorProcess, jobs: Jobs
     status = jobs.wait_phase(ns, "lost", "Failed")
     cond = jobs.condition(ns, "lost", "Failed")
     assert cond["reason"] == "TooManyFailures"
-    assert "2 workers lost, more than the f=1" in cond["message"] and "lost-worker-2" in cond["message"]
+    assert "2 workers lost, 2 faulty, more than the f=1" in cond["message"] and "lost-worker-2" in cond["message"]
     assert status["completionTime"]
 
 

@@ -6,12 +6,13 @@ replica with exactly the replica's environment. It then watches three things at 
 child exits and signals rather than on a timer: process exits (SIGCHLD), Ctrl-C / SIGTERM / SIGHUP,
 and the correct servers' `/status` (a refresh tick for the progress display).
 
-When the job ends:
-* success: every correct server (peer, when decentralized) still alive has finished; whatever else
-  runs (workers, Byzantine replicas) is then stopped;
-* failure: more replicas of one role are faulty (Byzantine by design, or crashed) than the role's
-  declared f, so the protocol can no longer promise progress; the message quotes the crashed node's
-  log. Byzantine replicas exiting or being killed never fail a run, nor do up to f crashes;
+When the job ends (decided by `garfield.lifecycle.decide`, the operator's rule too):
+* success: n - f correct servers (peers, when decentralized) finished; a correct one still training
+  gets one RPC deadline to finish as well, then whatever else runs (workers, Byzantine replicas)
+  is stopped;
+* failure: a role has more faulty replicas than its f, faulty meaning simulated Byzantine or
+  crashed, so the protocol can no longer promise progress; the message quotes the crashed node's
+  log. Attackers alone never fail a run, nor do crashes while attackers plus crashes stay within f;
 * interruption / timeout: everyone is stopped.
 Stopping is SIGTERM to every process group, a grace period, then SIGKILL; children also die with the
 launcher through PR_SET_PDEATHSIG (`garfield.launcher.children`). summary.json is written in every case.
@@ -42,7 +43,9 @@ from garfield.launcher import forkserver as fs
 from garfield.launcher.ports import loopback_table
 from garfield.launcher.status import Progress, fetch_status, final_from_log, format_line, summarize
 from garfield.launcher.summary import FAILED, INTERRUPTED, SUCCEEDED, TIMED_OUT, RunResult
-from garfield.plan import PEER, SERVER, WORKER, Loopback, Plan, Replica, make_plan
+from garfield.lifecycle import Health, Phase, ReplicaState, decide
+from garfield.plan import Loopback, Plan, Replica, make_plan
+from garfield.spec.kinds import Role
 from garfield.spec.validation import InvalidJob, Job, load_job, validate_manifest
 
 STATUS_INTERVAL = 1.0  # seconds between /status reads (the display's refresh, not a synchronisation)
@@ -71,16 +74,21 @@ def default_output_dir(job_name: str, root: Path = Path("runs")) -> Path:
 
 def loopback_for(job: Job) -> Loopback:
     spec = job.spec
-    if spec.topology == "decentralized":
-        roles = {PEER: spec.workers.replicas}
+    return Loopback(loopback_table({role: spec.role_spec(role).replicas for role in spec.topology.roles}))
+
+
+def replica_state(child: proc.Child, reported_done: bool) -> ReplicaState:
+    """A child process in the lifecycle's terms (garfield.lifecycle, shared with the operator).
+
+    A crash is a non-zero exit the launcher did not cause; exit 0 or a "done" status is finished.
+    """
+    code = child.reap()
+    if code is None or child.stopped_by_launcher:
+        health = Health.FINISHED if reported_done else Health.RUNNING
     else:
-        roles = {SERVER: spec.servers.replicas if spec.servers else 0, WORKER: spec.workers.replicas}
-    return Loopback(loopback_table(roles))
-
-
-def primary_role(plan: Plan) -> str:
-    """The role whose correct replicas hold the model and report progress."""
-    return PEER if plan.topology == "decentralized" else SERVER
+        health = Health.FINISHED if code == 0 else Health.LOST
+    return ReplicaState(child.name, Role(child.role), child.byzantine, health,
+                        child.describe_exit() if health is Health.LOST else "")
 
 
 def child_env(replica: Replica, threads: int) -> dict[str, str]:
@@ -233,16 +241,11 @@ class _Supervisor:
         self.on_status = on_status
         self.forkserver = forkserver
         self.timeout, self.grace, self.display, self.command = timeout, grace, display, command
-        self.primary = primary_role(plan)
+        self.primary = plan.primary_role
         self.children: list[proc.Child] = []
         self.replicas = {r.name: r for r in plan.replicas}
         self.last_status: dict[str, dict[str, Any]] = {}
         self.finished: set[str] = set()
-        self.f = {role: self._role_f(role) for role in {r.role for r in plan.replicas}}
-
-    def _role_f(self, role: str) -> int:
-        spec = self.job.spec
-        return spec.servers.byzantine if role == SERVER and spec.servers else spec.workers.byzantine
 
     # -- start -------------------------------------------------------------------------------------
     def start(self, watch: _Watch) -> None:
@@ -305,26 +308,22 @@ class _Supervisor:
         code = child.reap()
         return code is not None and code != 0 and not child.stopped_by_launcher
 
+    def states(self) -> list[ReplicaState]:
+        return [replica_state(c, c.name in self.finished) for c in self.children]
+
     def verdict(self) -> tuple[str, str] | None:
-        """(outcome, message) once the job's fate is known, else None."""
-        for role, f in self.f.items():
-            members = [c for c in self.children if c.role == role]
-            crashed = [c for c in members if not c.byzantine and self.crashed(c)]
-            faulty = sum(c.byzantine for c in members) + len(crashed)
-            if crashed and faulty > f:
-                worst = crashed[0]
-                reason = worst.failure_reason()
-                detail = f": {reason} (log: {worst.log_path})" if reason else \
-                    f"; last lines of {worst.log_path}:\n{worst.log_tail()}"
-                return FAILED, (f"{faulty} of {len(members)} {role}s are faulty ({len(crashed)} crashed), more than "
-                                f"f={f}: {worst.name} {worst.describe_exit()}{detail}")
-        for child in self.correct_primaries():
-            if child.reap() == 0:
-                self.finished.add(child.name)
-        alive_or_done = [c for c in self.correct_primaries() if not self.crashed(c)]
-        if alive_or_done and all(c.name in self.finished for c in alive_or_done):
-            return SUCCEEDED, f"{len(alive_or_done)} correct {self.primary}s finished"
-        return None
+        """(outcome, message) once the job's fate is known (garfield.lifecycle.decide), else None."""
+        decided = decide(self.job.spec, self.states())
+        if decided is None:
+            return None
+        if decided.phase is Phase.SUCCEEDED:
+            return SUCCEEDED, decided.message
+        assert decided.fault is not None
+        worst = next(c for c in self.children if c.name == decided.fault.lost[0].name)
+        reason = worst.failure_reason()
+        detail = f": {reason} (log: {worst.log_path})" if reason else \
+            f"; last lines of {worst.log_path}:\n{worst.log_tail()}"
+        return FAILED, f"{decided.message}. {worst.name} {worst.describe_exit()}{detail}"
 
     def run(self, watch: _Watch) -> tuple[str, str]:
         started = time.monotonic()
@@ -354,6 +353,20 @@ class _Supervisor:
     @property
     def total_steps(self) -> int:
         return self.job.spec.training.steps
+
+    def finish_stragglers(self, watch: _Watch) -> None:
+        """After success (n - f correct primaries finished), let any other correct primary still
+        training finish too, within one RPC deadline: summary.json then holds every correct model.
+        Wakes on each exit and reads statuses at the end-of-run tick; the bound only caps a
+        primary that can no longer finish (its peers gone)."""
+        deadline = time.monotonic() + self.job.spec.training.timeouts.rpc_seconds
+        while not watch.stop_reason:
+            training = [c for c in self.correct_primaries() if c.reap() is None and c.name not in self.finished]
+            remaining = deadline - time.monotonic()
+            if not training or remaining <= 0:
+                return
+            watch.wait(min(FINISH_INTERVAL, remaining))
+            self.poll_statuses()
 
     def settle(self, watch: _Watch, seconds: float) -> None:
         """Give finished replicas a moment to leave on their own (serving their peers' last requests)."""
@@ -424,6 +437,7 @@ def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None
             display.message(f"{job.name}: {len(plan.replicas)} replicas ({plan.topology}), logs in {output_dir}/logs")
             outcome, message = supervisor.run(watch)
             if outcome == SUCCEEDED:
+                supervisor.finish_stragglers(watch)
                 supervisor.settle(watch, SETTLE_SECONDS)
         except BaseException as exc:  # stop everyone on any launcher error, then let it propagate
             message = f"launcher error: {exc!r}"

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from garfield.plan.addressing import Addressing
+from garfield.spec.kinds import Role, Topology
 from garfield.spec.model import gpu_count
 from garfield.spec.validation import Job
 
-SERVER, WORKER, PEER = "server", "worker", "peer"
+SERVER, WORKER, PEER = Role.SERVER, Role.WORKER, Role.PEER
 
 # The runtime's entry point. The local launcher swaps "python" for its own interpreter.
 NODE_COMMAND: tuple[str, ...] = ("python", "-m", "garfield", "node")
@@ -36,7 +37,7 @@ ENV_ATTACK = "GARFIELD_ATTACK"  # JSON {"name", "params"}; set only on replicas 
 class Replica:
     """One process (or pod) of a job."""
 
-    role: str
+    role: Role
     index: int
     name: str
     command: list[str]
@@ -59,7 +60,7 @@ class Replica:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "role": self.role,
+            "role": str(self.role),
             "index": self.index,
             "address": self.address,
             "byzantine": self.attack,
@@ -76,18 +77,23 @@ class Replica:
 class Plan:
     job_name: str
     namespace: str
-    topology: str
+    topology: Topology
     service_name: str
     replicas: list[Replica]
 
-    def by_role(self, role: str) -> list[Replica]:
+    def by_role(self, role: Role) -> list[Replica]:
         return [r for r in self.replicas if r.role == role]
+
+    @property
+    def primary_role(self) -> Role:
+        """The role whose correct replicas hold the model and decide success."""
+        return self.topology.primary_role
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "job": self.job_name,
             "namespace": self.namespace,
-            "topology": self.topology,
+            "topology": str(self.topology),
             "service": self.service_name,
             "replicas": [r.to_dict() for r in self.replicas],
         }
@@ -107,13 +113,8 @@ def _attack_for(index: int, replicas: int, attack: Any) -> dict[str, Any] | None
 def make_plan(job: Job, addressing: Addressing) -> Plan:
     """Every replica of `job`, with the addresses `addressing` gives them."""
     spec = job.spec
-    roles: list[tuple[str, int, Any, Any]] = []
-    if spec.topology == "decentralized":
-        roles.append((PEER, spec.workers.replicas, spec.workers, spec.worker_attack))
-    else:
-        assert spec.servers is not None
-        roles.append((SERVER, spec.servers.replicas, spec.servers, spec.server_attack))
-        roles.append((WORKER, spec.workers.replicas, spec.workers, spec.worker_attack))
+    roles = [(role, spec.role_spec(role).replicas, spec.role_spec(role), spec.attack_on(role))
+             for role in spec.topology.roles]
 
     names = {role: [replica_name(job.name, role, i) for i in range(count)] for role, count, _, _ in roles}
     addresses = {role: [addressing.address(role, i, names[role][i]) for i in range(count)] for role, count, _, _ in roles}
@@ -129,7 +130,7 @@ def make_plan(job: Job, addressing: Addressing) -> Plan:
             bad = _attack_for(index, count, attack)
             env = {
                 ENV_JOB_NAME: job.name,
-                ENV_ROLE: role,
+                ENV_ROLE: str(role),
                 ENV_INDEX: str(index),
                 ENV_SPEC: spec_json,
                 ENV_LISTEN: addressing.listen(role, index),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from garfield.attacks.catalog import WITHHOLDING
+from garfield.spec.kinds import Role, Topology
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class TaskSpec:
 class JobSpec:
     framework: str
     task: TaskSpec
-    topology: str
+    topology: Topology
     workers: RoleSpec
     servers: RoleSpec | None
     training: TrainingSpec
@@ -120,6 +121,27 @@ class JobSpec:
     def to_dict(self) -> dict[str, Any]:
         """The normalised spec (defaults filled, topology resolved), as sent to replicas."""
         return self.raw
+
+    def role_spec(self, role: Role) -> RoleSpec:
+        """The spec section sizing `role` (peers are sized by `workers`)."""
+        if role is Role.SERVER:
+            if self.servers is None:
+                raise ValueError(f"a {self.topology} job has no servers")
+            return self.servers
+        return self.workers
+
+    def tolerated(self, role: Role) -> int:
+        """f for `role`: how many of its replicas may be faulty (Byzantine or crashed) at once."""
+        return self.role_spec(role).byzantine
+
+    def attack_on(self, role: Role) -> AttackSpec | None:
+        """The simulated attack some replicas of `role` run (evaluation jobs), if any."""
+        return self.server_attack if role is Role.SERVER else self.worker_attack
+
+    def simulated_byzantine(self, role: Role) -> int:
+        """How many replicas of `role` the plan makes Byzantine (they count against f)."""
+        attack = self.attack_on(role)
+        return len(attack.indices(self.role_spec(role).replicas)) if attack else 0
 
 
 def _template(d: dict[str, Any]) -> PodTemplate:
@@ -167,7 +189,7 @@ def from_dict(spec: dict[str, Any]) -> JobSpec:
     return JobSpec(
         framework=spec.get("framework", "pytorch"),
         task=TaskSpec(spec["task"]["entrypoint"], dict(spec["task"].get("args", {}))),
-        topology=spec["topology"],
+        topology=Topology(spec["topology"]),
         workers=_role(spec["workers"]),
         servers=_role(spec["servers"]) if spec.get("servers") else None,
         training=TrainingSpec(

@@ -1,0 +1,12 @@
+"""A job's lifecycle, decided once for both launchers (pure, torch-free).
+
+`garfield run` observes processes and the operator observes pods; each turns what it sees into
+:class:`ReplicaState` values and asks :func:`decide` for the job's fate, so the same faults end a
+job the same way on a laptop and on a cluster (tests/lifecycle run one table through both).
+"""
+
+from garfield.lifecycle.fate import Fault, Verdict, decide, faults
+from garfield.lifecycle.phase import Phase, Reason
+from garfield.lifecycle.replica import Health, ReplicaState
+
+__all__ = ["Fault", "Health", "Phase", "Reason", "ReplicaState", "Verdict", "decide", "faults"]
