@@ -7,6 +7,12 @@
 #   docker build -t garfield:0.1.0 .                                   # CPU: torch CPU, tensorflow-cpu
 #   docker build -t garfield:0.1.0-cuda --build-arg VARIANT=cuda .      # NVIDIA GPUs: torch CUDA, tensorflow[and-cuda]
 #
+# Without a registry or GitHub (the project's sandbox machines: PyPI and Debian's mirror only),
+# scripts/build-image.sh puts local stand-ins for the two base images into podman's storage under
+# the very names below and sets the local-equivalent build arguments (PYTHON_FROM, TORCH_FIND_LINKS,
+# SSL_CERT_FILE; FRAMEWORKS for a smaller image); docs/image.md. Their defaults are the real sources: a plain
+# `docker build` is the one described here.
+#
 # Why this shape:
 # - Python comes from uv's relocatable CPython builds, so the CPU (Debian) and CUDA (Ubuntu) images run
 #   the very same interpreter; the dependency pins below equal pyproject.toml's (tests/docker checks).
@@ -20,6 +26,11 @@
 # cpu or cuda. The base images are pinned here by tag (edit them, not build arguments, so that
 # scanners and reviewers see exactly what is pulled).
 ARG VARIANT=cpu
+# Where the interpreter comes from. uv (the real build): uv's python-build-standalone CPython,
+# downloaded from GitHub into /opt/python. debian: bookworm's own python3 (3.11, from apt in the base
+# stage, so the final stage has it too) with /opt/python left empty: a local equivalent for machines
+# that reach Debian's mirror but not GitHub (CPU variant; the CUDA base is Ubuntu's, not Debian's).
+ARG PYTHON_FROM=uv
 
 # ---------------------------------------------------------------- bases, one per variant
 FROM debian:12.12-slim AS base-cpu
@@ -31,9 +42,14 @@ ENV NVIDIA_VISIBLE_DEVICES=all \
 
 # hadolint ignore=DL3006
 FROM base-${VARIANT} AS base
+ARG VARIANT
+ARG PYTHON_FROM
 # ca-certificates: TLS to the API server and object stores. Nothing else: no shell tools needed.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+# (python3 only with PYTHON_FROM=debian, see above.)
+RUN case "${VARIANT}/${PYTHON_FROM}" in */uv) python="" ;; cpu/debian) python="python3" ;; \
+      *) echo "PYTHON_FROM=${PYTHON_FROM} with VARIANT=${VARIANT}: use uv (or debian with cpu)" >&2; exit 1 ;; esac \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates ${python} \
  && rm -rf /var/lib/apt/lists/*
 
 FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
@@ -52,6 +68,18 @@ ARG TENSORFLOW_VERSION=2.21.0
 ARG GRPCIO_VERSION=1.85.1
 ARG KOPF_VERSION=1.45.2
 ARG KUBERNETES_VERSION=37.0.2
+ARG PYTHON_FROM
+# Local equivalents (empty = the real sources). TORCH_FIND_LINKS: a folder mounted into the build
+# (build-image.sh mounts one on /mnt: /mnt/wheels) holding the torch ${TORCH_VERSION}+cpu wheel, for
+# machines that cannot reach download.pytorch.org; torch's own dependencies still come from the index.
+ARG TORCH_FIND_LINKS=""
+# SSL_CERT_FILE (no default: unset): a CA bundle mounted into the build, for machines whose HTTPS to
+# the package index passes a TLS-inspecting proxy (uv trusts only its built-in roots otherwise). An
+# ARG, so it stays out of the image.
+ARG SSL_CERT_FILE
+# FRAMEWORKS: all (the real image: PyTorch and TensorFlow) or pytorch (no TensorFlow: a smaller
+# image for machines short of disk; the runtime imports TensorFlow only for TensorFlow tasks).
+ARG FRAMEWORKS=all
 
 COPY --from=uv /uv /usr/local/bin/uv
 ENV UV_PYTHON_INSTALL_DIR=/opt/python \
@@ -60,21 +88,32 @@ ENV UV_PYTHON_INSTALL_DIR=/opt/python \
     UV_LINK_MODE=copy \
     UV_NO_CACHE=1
 
-RUN uv python install "${PYTHON_VERSION}" \
+RUN if [ "${PYTHON_FROM}" = "debian" ]; then mkdir -p /opt/python; export UV_PYTHON_PREFERENCE=only-system; \
+    else uv python install "${PYTHON_VERSION}"; fi \
  && uv venv --seed --python "${PYTHON_VERSION}" /opt/venv
 
 ENV VIRTUAL_ENV=/opt/venv
 # torch first, from the index of the variant: the CPU wheels (no CUDA) or the CUDA ones.
-RUN if [ "${VARIANT}" = "cuda" ]; then index="https://download.pytorch.org/whl/${TORCH_CUDA}"; \
-    else index="https://download.pytorch.org/whl/cpu"; fi \
- && uv pip install --index-url "${index}" "torch==${TORCH_VERSION}"
+# With TORCH_FIND_LINKS the pin carries the CPU build's local version (+cpu), which no index but the
+# folder has: the CUDA build on PyPI can never be picked instead.
+RUN if [ -n "${TORCH_FIND_LINKS}" ]; then \
+      if [ "${VARIANT}" = "cuda" ]; then echo "TORCH_FIND_LINKS serves the CPU variant only" >&2; exit 1; fi; \
+      uv pip install --find-links "${TORCH_FIND_LINKS}" "torch==${TORCH_VERSION}+cpu"; \
+    else \
+      if [ "${VARIANT}" = "cuda" ]; then index="https://download.pytorch.org/whl/${TORCH_CUDA}"; \
+      else index="https://download.pytorch.org/whl/cpu"; fi; \
+      uv pip install --index-url "${index}" "torch==${TORCH_VERSION}"; \
+    fi
 
 # Then every other direct dependency at the version pyproject.toml names (== pins) or the version
 # tested with (ranges), TensorFlow as the variant needs it, and the operator's libraries.
-RUN if [ "${VARIANT}" = "cuda" ]; then tf="tensorflow[and-cuda]==${TENSORFLOW_VERSION}"; \
+RUN case "${FRAMEWORKS}" in all) ;; pytorch) ;; \
+      *) echo "FRAMEWORKS must be all or pytorch, not ${FRAMEWORKS}" >&2; exit 1 ;; esac \
+ && if [ "${VARIANT}" = "cuda" ]; then tf="tensorflow[and-cuda]==${TENSORFLOW_VERSION}"; \
     else tf="tensorflow-cpu==${TENSORFLOW_VERSION}"; fi \
+ && if [ "${FRAMEWORKS}" = "pytorch" ]; then tf=""; fi \
  && uv pip install \
-      "${tf}" \
+      ${tf:+"${tf}"} \
       "grpcio==${GRPCIO_VERSION}" \
       "kopf==${KOPF_VERSION}" \
       "kubernetes==${KUBERNETES_VERSION}" \

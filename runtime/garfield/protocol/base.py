@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import grpc.aio
 
 from garfield.adapters.base import FrameworkAdapter, Tensor
+from garfield.observability import termination
 from garfield.observability.state import NodeState
 from garfield.proto import GRADIENT, KIND_NAMES, MODEL, PROPOSAL, TensorRequest
 from garfield.protocol.board import Board
@@ -149,6 +150,7 @@ class ProtocolNode:
             log.info("done", extra={"fields": {"step": self.state.step, "accuracy": self.state.accuracy,
                                                "loss": self.state.loss, "rejected": self.state.rejected,
                                                "quorums": self.state.quorum_counts()}})
+            termination.write_final(self.state.status())
             await self._linger()
         except asyncio.CancelledError:
             self.state.set_phase("failed", "cancelled")
