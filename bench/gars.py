@@ -46,7 +46,7 @@ import torch
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "runtime"))
 
-from garfield.aggregators import aggregate, conditions  # noqa: E402
+from garfield.aggregators import aggregate, rule_spec  # noqa: E402
 
 # Targets of issue 6 at n=25, d=1e6 (ms): rule, f, target, fastest peer measured in the issue.
 TARGETS = [
@@ -175,7 +175,7 @@ def ours(rule: str) -> Impl:
 
 def f_settings(rule: str, n: int) -> list[tuple[str, int]]:
     base = "centered-clipping" if rule.startswith("centered-clipping") else rule
-    cond = conditions.condition(base)
+    cond = rule_spec(base).condition
     if cond.a == 0:
         return [("-", 0)]
     fmax = (n - cond.b) // cond.a

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "runtime"))
 
 from garfield.aggregators import aggregate  # noqa: E402
-from garfield.aggregators.conditions import RULES as CONDITIONS  # noqa: E402
+from garfield.aggregators.catalog import RULES  # noqa: E402
 
 N, D = 15, 100_000  # rows and coordinates: a small model's gradient from each worker
 REPEATS = 5
@@ -52,8 +52,8 @@ def _inputs(n: int, d: int, f: int, seed: int = 0) -> torch.Tensor:
 
 def _largest_f(name: str, n: int) -> int:
     """The largest f the rule's resilience condition admits with n rows (0 for non-robust rules)."""
-    cond = CONDITIONS[name]
-    return max((f for f in range(n) if cond.holds(n, f)), default=0) if cond.robust else 0
+    cond = RULES[name].condition
+    return max((f for f in range(n) if cond.holds(n, f)), default=0) if RULES[name].robust else 0
 
 
 def _time(fn: Callable[[], Any], device: torch.device) -> float:
@@ -87,7 +87,7 @@ def check_rules(device: torch.device, n: int = N, d: int = D,
                 device_aggregate: Callable[..., torch.Tensor] = aggregate) -> list[dict[str, Any]]:
     """Each rule on `device` (through `device_aggregate`) versus the CPU on identical inputs."""
     report = []
-    for name in sorted(CONDITIONS):
+    for name in sorted(RULES):
         f = _largest_f(name, n)
         host = _inputs(n, d, f)
         on_device = host.to(device)

@@ -26,12 +26,6 @@ Schema = dict[str, Any]
 
 
 
-def _default_text(key: str, value: object) -> str:
-    """None means 'chosen at aggregation time': from n and f for sizes, a fresh draw for seeds."""
-    if value is not None:
-        return str(value)
-    return "random draw" if key == "seed" else "derived from n, f"
-
 def _type_name(schema: Schema) -> str:
     """A short human type: integer, string, map[string]string, []object, quantity, object."""
     if schema.get("x-kubernetes-int-or-string"):
@@ -89,41 +83,78 @@ def _table(rows: Iterator[tuple[str, ...]]) -> list[str]:
     return lines
 
 
-def _rules_section() -> list[str]:
-    """Each GAR's resilience condition and parameters, from garfield.aggregators.conditions."""
-    from garfield.aggregators.conditions import PARAMS, RULES
+def _param_rows(owner: str, params: tuple[Any, ...]) -> list[str]:
+    """One table row per typed parameter (garfield.params.Param): type, default, bounds, doc."""
+    rows = []
+    for p in params:
+        default = "null" if p.default is None else json.dumps(p.default)
+        rows.append(f"| {owner} | `{p.name}` | {p.type_text()} | `{default}` | {_cell(p.allowed_text())} | {_cell(p.doc)} |")
+    return rows
 
+
+def _rules_section() -> list[str]:
+    """Each GAR's resilience condition and typed parameters, from garfield.aggregators.catalog."""
+    from garfield.aggregators.catalog import RULES
+
+    krum = RULES["krum"].condition
     lines = [
         "## Aggregation rules",
         "",
         "A node waits for the first q = n - f replies of a role (n = `replicas`, f = `byzantine`) and aggregates them, "
-        f"so a rule's condition must hold for q replies: `krum` (q >= {RULES['krum'].text()[5:]}) with f = 2 needs "
-        f"q >= {RULES['krum'].min_n(2)}, that is n >= {RULES['krum'].min_n(2) + 2}.",
+        f"so a rule's condition must hold for q replies: `krum` (q >= {krum.text()[5:]}) with f = 2 needs "
+        f"q >= {krum.min_n(2)}, that is n >= {krum.min_n(2) + 2}.",
         "",
-        "| `gar.name` | condition on the q = n - f replies | smallest n for f = 1 | for f = 2 | `gar.params` (default) |",
+        "| `gar.name` | condition on the q = n - f replies | smallest n for f = 1 | for f = 2 | what it computes |",
         "|---|---|---|---|---|",
     ]
     for name in sorted(RULES):
-        cond = RULES[name]
-        params = ", ".join(f"`{k}` ({_default_text(k, v)})" for k, v in PARAMS.get(name, {}).items())
-        robust = "" if cond.robust else " (not robust: for comparison runs only)"
-        lines.append(f"| `{name}`{robust} | q >= {cond.text()[5:]} | {cond.min_n(1) + 1} | {cond.min_n(2) + 2} | {params} |")
+        rule = RULES[name]
+        cond = rule.condition
+        robust = "" if rule.robust else " (not robust: for comparison runs only)"
+        lines.append(f"| `{name}`{robust} | q >= {cond.text()[5:]} | {cond.min_n(1) + 1} | {cond.min_n(2) + 2} | {_cell(rule.summary)} |")
+    lines += [
+        "",
+        "`gar.params` (anything else is refused; in the bounds, n is the q replies aggregated and f is `byzantine`). "
+        "`garfield validate` and the operator check them, and `aggregate()` checks the same bounds on every call:",
+        "",
+        "| `gar.name` | parameter | type | default | allowed | description |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in sorted(RULES):
+        lines += _param_rows(f"`{name}`", RULES[name].params)
     return lines + [""]
 
 
 def _attacks_section() -> list[str]:
+    """Each attack's summary and typed parameters, from garfield.attacks.catalog."""
     from garfield.attacks.catalog import SERVER_ATTACKS, WORKER_ATTACKS
 
-    return [
+    lines = [
         "## Simulated attacks",
         "",
-        "`spec.attack.workers.name`: " + ", ".join(f"`{a}`" for a in sorted(WORKER_ATTACKS)) + ".",
+        "The `count` highest-indexed replicas of the role run the attack; `count` may not exceed the role's `byzantine`. "
+        "An attack that may send nothing is never scheduled first (no schedule makes a silent node answer).",
         "",
-        "`spec.attack.servers.name`: " + ", ".join(f"`{a}`" for a in sorted(SERVER_ATTACKS)) + ".",
-        "",
-        "The `count` highest-indexed replicas of the role run the attack; `count` may not exceed the role's `byzantine`.",
-        "",
+        "| attack | `name` | what it sends | may send nothing |",
+        "|---|---|---|---|",
     ]
+    tables = (("spec.attack.workers", WORKER_ATTACKS), ("spec.attack.servers", SERVER_ATTACKS))
+    for path, table in tables:
+        for name in sorted(table):
+            spec = table[name]
+            lines.append(f"| `{path}` | `{name}` | {_cell(spec.summary)} | {'yes' if spec.withholds else ''} |")
+    lines += [
+        "",
+        "`params` of each attack (anything else is refused; checked by `garfield validate`, the operator and the "
+        "attack itself):",
+        "",
+        "| attack | parameter | type | default | allowed | description |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path, table in tables:
+        for name in sorted(table):
+            lines += _param_rows(f"`{path}` `{name}`", table[name].params)
+    return lines + [""]
 
 
 def render(crd: Schema) -> str:

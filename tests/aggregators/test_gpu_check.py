@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from garfield.aggregators.conditions import RULES
+from garfield.aggregators.catalog import RULES
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from types import ModuleType
 
-from garfield.aggregators.conditions import RULES
+from garfield.aggregators.catalog import RULES
 from garfield.spec.schema import crd
 
 from helm_support import REPO
@@ -37,6 +37,6 @@ def test_spec_reference_documents_every_field_and_rule() -> None:
 
     for path in [*paths(root["properties"]["spec"], "spec"), *paths(root["properties"]["status"], "status")]:
         assert f"| `{path}` |" in text, path
-    for name, cond in RULES.items():
-        assert f"| `{name}`" in text and f"{cond.min_n(2) + 2} |" in text, name
+    for name, rule in RULES.items():
+        assert f"| `{name}`" in text and f"{rule.condition.min_n(2) + 2} |" in text, name
     assert "| `spec.workers.replicas` | integer | yes |  | 1 to 1024 |" in text

@@ -28,7 +28,7 @@ def adapter(make_spec: Any) -> TensorFlowAdapter:
 
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_rule_on_tf_tensors_matches_torch_and_stays_on_device(adapter: TensorFlowAdapter, tf: Any, rule: str) -> None:
-    cond = RULES[rule]
+    cond = RULES[rule].condition
     f = max(f for f in range(N_VECTORS) if cond.holds(N_VECTORS, f))
     f = min(f, 2)
     rng = np.random.default_rng(1)

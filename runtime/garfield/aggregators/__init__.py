@@ -1,8 +1,8 @@
 """Robust aggregation rules (GARs).
 
-`garfield.aggregators.conditions` (rule names, resilience conditions, parameters) is free of
-tensor libraries; this package imports torch only when `aggregate` is first used, so the operator
-and `garfield validate` can import the conditions without pulling torch in.
+`garfield.aggregators.catalog` (the `RuleSpec` of each rule: name, resilience condition, typed
+parameters) is free of tensor libraries; this package imports torch only when `aggregate` is
+first used, so the operator and `garfield validate` can read the catalog without pulling torch in.
 
     from garfield.aggregators import aggregate
     agg = aggregate("mda", gradients, f=2)
@@ -15,14 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from garfield.aggregators.conditions import PARAMS, RULES, Condition, condition
+from garfield.aggregators.catalog import RULES, Condition, RuleSpec, names, rule_spec
 
-__all__ = ["aggregate", "names", "condition", "Condition", "RULES", "PARAMS", "force_torch"]
-
-
-def names() -> list[str]:
-    """The rule names, sorted."""
-    return sorted(RULES)
+__all__ = ["aggregate", "names", "rule_spec", "Condition", "RuleSpec", "RULES", "force_torch"]
 
 
 def __getattr__(attr: str) -> Any:

@@ -20,24 +20,25 @@ import numpy as np
 import torch
 
 from garfield.aggregators import _backend as be
-from garfield.aggregators import conditions
 from garfield.aggregators._bridge import as_matrix
-from garfield.aggregators.rules import RULES, Batch
+from garfield.aggregators.catalog import rule_spec
+from garfield.aggregators.rules import IMPLEMENTATIONS, Batch
 
 
-def _check(name: str, n: int, f: Any, params: dict[str, Any]) -> None:
-    if name not in RULES:
-        raise ValueError(f"unknown aggregation rule {name!r}; known: {', '.join(sorted(RULES))}")
+def _check(name: str, n: int, f: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The catalog's checks (condition, parameters and their bounds, m <= n-f): the same ones
+    `garfield validate` applies to a job. Returns the parameters with defaults filled in."""
+    spec = rule_spec(name)
     if not isinstance(f, (int, np.integer)) or isinstance(f, bool) or f < 0:
         raise ValueError(f"{name}: f must be a non-negative integer, got {f!r}")
-    cond = conditions.condition(name)
-    if not cond.holds(n, int(f)):
-        raise ValueError(f"{name} needs {cond.text()}: got n={n}, f={f}")
-    known = conditions.PARAMS.get(name, {})
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        allowed = ", ".join(sorted(known)) or "none"
-        raise ValueError(f"{name}: unknown parameter(s) {', '.join(unknown)} (parameters: {allowed})")
+    if not spec.condition.holds(n, int(f)):
+        raise ValueError(f"{name} needs {spec.condition.text()}: got n={n}, f={f}")
+    values, errors = spec.check(params)
+    if not errors:
+        errors = spec.check_sizes(values, n, int(f), f"n={n}, f={f}")
+    if errors:
+        raise ValueError("; ".join(errors))
+    return values
 
 
 def _nonfinite_rows(X: torch.Tensor) -> np.ndarray:
@@ -60,14 +61,15 @@ def aggregate(name: str, gradients: Any, f: int, *, out: Any = None, info: dict 
     Returns a 1-D tensor of the same framework, device and dtype. `out`: optional preallocated
     (d,) torch tensor to write into (avoids a fresh allocation per call on the hot path).
     `info`: optional dict the rule fills with diagnostics (selected rows, iterations...).
-    Raises ValueError for an unknown rule or parameter, a violated resilience condition, or more
+    Raises ValueError for an unknown rule or parameter, a parameter value out of its catalog
+    bounds (the same check as `garfield validate`), a violated resilience condition, or more
     than f non-finite rows.
     """
     X, back = as_matrix(gradients)
     n, d = X.shape
-    _check(name, n, f, params)
+    params = _check(name, n, f, params)
     f = int(f)
-    rule = RULES[name]
+    rule = IMPLEMENTATIONS[name]
     if out is None:
         out = torch.empty(d, dtype=X.dtype, device=X.device)
     elif not (isinstance(out, torch.Tensor) and out.shape == (d,) and out.dtype == X.dtype and out.device == X.device and out.is_contiguous()):

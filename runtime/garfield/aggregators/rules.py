@@ -1,6 +1,8 @@
 """The aggregation rules. Each takes a `Batch` (the kept rows of the input, the effective f, an
 output buffer) and fills the output; `api.aggregate` does the checks, the non-finite policy and
-the framework conversion around them.
+the framework conversion around them. Parameters, their defaults and bounds are declared once, in
+`garfield.aggregators.catalog`: a rule gets every parameter as a keyword, already checked, and
+declares no defaults of its own (an import-time check holds `IMPLEMENTATIONS` to the catalog).
 
 Conventions (n = rows aggregated after the non-finite policy, f = Byzantine rows tolerated among
 them; ties are broken toward the lowest row index unless stated):
@@ -35,14 +37,16 @@ them; ties are broken toward the lowest row index unless stated):
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
 from garfield.aggregators import _backend as be
 from garfield.aggregators import _kernels as K
+from garfield.aggregators.catalog import RULES, RuleSpec
 
 
 @dataclass
@@ -129,20 +133,16 @@ def phocas(b: Batch) -> torch.Tensor:
     return be.coordinate(b.X, b.rows, be.WINDOW_TRIMMED, b.f, b.n - b.f, b.out, b.poison)
 
 
-def condense(b: Batch, p: float = 0.9, seed: int | None = None) -> torch.Tensor:
+def condense(b: Batch, p: float, seed: int | None) -> torch.Tensor:
     """Per coordinate, with probability p the median, else the first input's value (Garfield's
     Condense; the first input is the aggregating node's own vector). `seed` fixes the draw."""
-    if not (isinstance(p, (int, float)) and 0.0 < p <= 1.0):
-        raise ValueError(f"condense: p must be in (0, 1], got {p!r}")
-    if seed is not None and not isinstance(seed, int):
-        raise ValueError(f"condense: seed must be an integer or null, got {seed!r}")
     out = median(b)
     if p >= 1.0:
         return out
     gen = None
     if seed is not None:
         gen = torch.Generator(device=b.X.device)
-        gen.manual_seed(seed)
+        gen.manual_seed(int(seed))
     keep_own = torch.rand(out.shape[0], generator=gen, device=out.device) >= p
     own = b.X[int(b.rows[0])]
     out.copy_(torch.where(keep_own, own, out))
@@ -172,12 +172,10 @@ def krum(b: Batch) -> torch.Tensor:
     return b.mean_of([best])
 
 
-def multi_krum(b: Batch, m: int | None = None) -> torch.Tensor:
-    """Mean of the m inputs with the smallest Krum scores (computed once), default m = n-f."""
-    if m is None:
-        m = b.n - b.f
-    if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= b.n - b.f:
-        raise ValueError(f"multi-krum: m must be an integer in [1, n-f] = [1, {b.n - b.f}], got {m!r}")
+def multi_krum(b: Batch, m: int | None) -> torch.Tensor:
+    """Mean of the m inputs with the smallest Krum scores (computed once), m = n-f when None
+    (`api` has checked 1 <= m <= n-f; dropping k non-finite rows leaves n-f unchanged)."""
+    m = b.n - b.f if m is None else int(m)
     scores = _krum_scores(b.distances(), np.arange(b.n), b.f)
     chosen = np.argsort(scores, kind="stable")[:m]
     b.info["selected"] = sorted(int(b.rows[i]) for i in chosen)
@@ -220,36 +218,23 @@ def mda(b: Batch) -> torch.Tensor:
     return b.mean_of(subset)
 
 
-def geometric_median(b: Batch, tolerance: float = 1e-6, max_iterations: int = 1000) -> torch.Tensor:
+def geometric_median(b: Batch, tolerance: float, max_iterations: int) -> torch.Tensor:
     """Smoothed Weiszfeld from the mean, in the span of the inputs (Gram matrix only), until the
     step is at most `tolerance` x the mean distance to the iterate."""
-    if not (isinstance(tolerance, (int, float)) and tolerance > 0):
-        raise ValueError(f"geometric-median: tolerance must be a positive number, got {tolerance!r}")
-    if not (isinstance(max_iterations, int) and max_iterations >= 1):
-        raise ValueError(f"geometric-median: max_iterations must be a positive integer, got {max_iterations!r}")
-    alpha, iterations, converged = K.weiszfeld(np.ascontiguousarray(b.gram), float(tolerance), max_iterations, 1e-9)
+    alpha, iterations, converged = K.weiszfeld(np.ascontiguousarray(b.gram), float(tolerance), int(max_iterations), 1e-9)
     b.info.update(iterations=int(iterations), converged=bool(converged))
     return be.weighted_sum(b.X, b.rows, alpha, b.out)
 
 
-def centered_clipping(b: Batch, tau: float = 10.0, iterations: int = 1) -> torch.Tensor:
+def centered_clipping(b: Batch, tau: float, iterations: int) -> torch.Tensor:
     """Karimireddy et al. 2021 from v = 0: v <- v + mean_i (x_i - v) min(1, tau / ||x_i - v||)."""
-    if not (isinstance(tau, (int, float)) and tau > 0):
-        raise ValueError(f"centered-clipping: tau must be a positive number, got {tau!r}")
-    if not (isinstance(iterations, int) and iterations >= 1):
-        raise ValueError(f"centered-clipping: iterations must be a positive integer, got {iterations!r}")
-    alpha = K.centered_clipping(np.ascontiguousarray(b.gram), float(tau), iterations)
+    alpha = K.centered_clipping(np.ascontiguousarray(b.gram), float(tau), int(iterations))
     return be.weighted_sum(b.X, b.rows, alpha, b.out)
 
 
-def aksel(b: Batch, mode: str = "mid") -> torch.Tensor:
+def aksel(b: Batch, mode: str) -> torch.Tensor:
     """Mean of the c inputs closest to the coordinate-wise median: c = ceil(n/2) ("mid") or n-f."""
-    if mode == "mid":
-        c = (b.n + 1) // 2
-    elif mode == "n-f":
-        c = b.n - b.f
-    else:
-        raise ValueError(f"aksel: mode must be 'mid' or 'n-f', got {mode!r}")
+    c = (b.n + 1) // 2 if mode == "mid" else b.n - b.f  # the catalog allows only "mid" and "n-f"
     center = median(b)  # into the output buffer, overwritten below
     if b.poison is not None and not np.isfinite(b.poison).all():
         return center  # non-finite rows: the policy reruns the rule without them
@@ -259,7 +244,7 @@ def aksel(b: Batch, mode: str = "mid") -> torch.Tensor:
     return b.mean_of(chosen)
 
 
-RULES: dict[str, Rule] = {
+IMPLEMENTATIONS: dict[str, Rule] = {
     r.name: r
     for r in (
         Rule("average", average),
@@ -274,7 +259,29 @@ RULES: dict[str, Rule] = {
         Rule("mda", mda, _gram),
         Rule("geometric-median", geometric_median, _gram),
         # One clipping step from v = 0 needs only the norms ||x_i||.
-        Rule("centered-clipping", centered_clipping, lambda p: "norms" if p.get("iterations", 1) == 1 else "gram"),
+        Rule("centered-clipping", centered_clipping, lambda p: "norms" if p["iterations"] == 1 else "gram"),
         Rule("aksel", aksel),
     )
 }
+
+
+def conformance_errors(specs: Mapping[str, RuleSpec], implementations: Mapping[str, Rule]) -> list[str]:
+    """What keeps `implementations` from matching the catalog: a rule on one side only, or a
+    function whose keyword parameters (after the Batch) are not exactly the spec's, or that
+    declares a default (defaults live in the catalog only)."""
+    errors = [f"{name}: in the catalog, not implemented" for name in sorted(set(specs) - set(implementations))]
+    errors += [f"{name}: implemented, not in the catalog" for name in sorted(set(implementations) - set(specs))]
+    for name in sorted(set(specs) & set(implementations)):
+        rest = list(inspect.signature(implementations[name].fn).parameters.values())[1:]
+        declared = [p.name for p in specs[name].params]
+        if sorted(p.name for p in rest) != sorted(declared):
+            errors.append(f"{name}: the function takes {[p.name for p in rest]}, the catalog declares {declared}")
+        errors += [f"{name}: {p.name} has a default in the function" for p in rest if p.default is not p.empty]
+        errors += [f"{name}: {p.name} cannot be passed by keyword" for p in rest
+                   if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return errors
+
+
+_MISMATCH = conformance_errors(RULES, IMPLEMENTATIONS)
+if _MISMATCH:  # not an assert: it must hold under python -O too
+    raise AssertionError("aggregation rule catalog and implementations disagree: " + "; ".join(_MISMATCH))

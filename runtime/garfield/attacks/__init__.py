@@ -1,22 +1,23 @@
 """Simulated Byzantine behaviours for evaluation runs (real nodes sending real bad messages).
 
-`garfield.attacks.catalog` (names, parameters) is free of tensor libraries; the behaviours import
-torch lazily, on first use of `make_worker_attack` / `make_server_attack`.
+`garfield.attacks.catalog` (the `AttackSpec` of each attack: name, typed parameters) is free of
+tensor libraries; the behaviours import torch lazily, on first use of `make_worker_attack` /
+`make_server_attack`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from garfield.attacks.catalog import SERVER_ATTACKS, SERVER_PARAMS, WORKER_ATTACKS, WORKER_PARAMS
+from garfield.attacks.catalog import SERVER_ATTACKS, WORKER_ATTACKS, AttackSpec, attack_spec
 
 __all__ = [
     "make_worker_attack",
     "make_server_attack",
+    "attack_spec",
+    "AttackSpec",
     "WORKER_ATTACKS",
     "SERVER_ATTACKS",
-    "WORKER_PARAMS",
-    "SERVER_PARAMS",
 ]
 
 

@@ -1,53 +1,29 @@
-"""Shared plumbing of the attacks: parameter checking and framework conversion."""
+"""Shared plumbing of the attacks: the catalog conformance check, framework conversion, seeded
+generators. Parameters are checked by `garfield.attacks.catalog.resolve`, not here."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import inspect
+from typing import Any, Callable, Mapping
 
 import torch
 
-
-def resolve(kind: str, name: str, table: dict[str, dict[str, object]], params: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults of attack `name` overridden by `params`; unknown names or keys raise ValueError."""
-    if name not in table:
-        raise ValueError(f"unknown {kind} attack {name!r}; known: {', '.join(sorted(table))}")
-    params = dict(params or {})
-    known = table[name]
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        allowed = ", ".join(sorted(known)) or "none"
-        raise ValueError(f"{kind} attack {name}: unknown parameter(s) {', '.join(unknown)} (parameters: {allowed})")
-    return {**known, **params}
+from garfield.attacks.catalog import AttackSpec
 
 
-def number(attack: str, key: str, value: Any, *, positive: bool = False, minimum: float | None = None,
-           maximum: float | None = None, integer: bool = False) -> Any:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if integer:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    if ok and positive and not value > 0:
-        ok = False
-    if ok and minimum is not None and value < minimum:
-        ok = False
-    if ok and maximum is not None and value > maximum:
-        ok = False
-    if not ok:
-        bounds = []
-        if positive:
-            bounds.append("> 0")
-        if minimum is not None:
-            bounds.append(f">= {minimum}")
-        if maximum is not None:
-            bounds.append(f"<= {maximum}")
-        what = "an integer" if integer else "a number"
-        raise ValueError(f"attack {attack}: {key} must be {what}{' ' + ' and '.join(bounds) if bounds else ''}, got {value!r}")
-    return value
-
-
-def seed_param(attack: str, value: Any) -> int | None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-        raise ValueError(f"attack {attack}: seed must be an integer or null, got {value!r}")
-    return value
+def conformance_errors(specs: Mapping[str, AttackSpec], classes: Mapping[str, type]) -> list[str]:
+    """What keeps the attack `classes` from matching the catalog's `specs`: a name on one side
+    only, or a constructor whose parameters are not exactly the spec's, or that declares a
+    default (defaults live in the catalog only)."""
+    errors = [f"{name}: in the catalog, not implemented" for name in sorted(set(specs) - set(classes))]
+    errors += [f"{name}: implemented, not in the catalog" for name in sorted(set(classes) - set(specs))]
+    for name in sorted(set(specs) & set(classes)):
+        taken = list(inspect.signature(classes[name].__init__).parameters.values())[1:]  # after self
+        declared = [p.name for p in specs[name].params]
+        if sorted(p.name for p in taken) != sorted(declared):
+            errors.append(f"{name}: the constructor takes {[p.name for p in taken]}, the catalog declares {declared}")
+        errors += [f"{name}: {p.name} has a default in the constructor" for p in taken if p.default is not p.empty]
+    return errors
 
 
 def to_torch(x: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
@@ -91,13 +67,10 @@ class Rng:
             if self.seed is None:
                 gen.seed()
             else:
-                gen.manual_seed(self.seed)
+                gen.manual_seed(int(self.seed))
             self._gens[key] = gen
         return gen
 
 
-def fill_value(attack: str, value: Any) -> float:
-    table = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
-    if value not in table:
-        raise ValueError(f"attack {attack}: value must be one of 'nan', 'inf', '-inf', got {value!r}")
-    return table[value]
+# The catalog's `value` choices of the nan attacks, as floats.
+FILL_VALUES: dict[str, float] = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}

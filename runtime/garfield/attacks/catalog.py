@@ -1,40 +1,103 @@
-"""Names and parameters of the simulated Byzantine behaviours, kept free of tensor libraries.
+"""The simulated Byzantine behaviours' registry, kept free of tensor libraries: one `AttackSpec`
+per attack and role.
 
-The CRD schema enumerates the names and validation checks them without importing torch; the
-attack implementations (`garfield.attacks.worker`, `garfield.attacks.server`) register under the
-same names and take exactly the parameters listed here, with these defaults (None: derived at
-run time, see the attack's docstring).
+The CRD schema enumerates the names, validation checks a job's attack parameters and the docs
+generator lists them, without importing torch. The implementations (`garfield.attacks.worker`,
+`garfield.attacks.server`) register under the same names and take exactly these parameters,
+already checked, with these defaults (None: derived at run time, as the Param's doc says); an
+import-time check in each module enforces it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from garfield.params import Param, check_params, positive, seed
+
+_FILL = Param("value", "choice", "nan", "what every coordinate is set to", choices=("nan", "inf", "-inf"))
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """An attack as jobs and callers see it. `withholds`: it may send nothing (always, or at
+    random), so the asynchronous adversary cannot make it answer first and evaluation runs do not
+    wait for it (see protocol.quorum.PeerOrder)."""
+
+    name: str
+    summary: str
+    params: tuple[Param, ...] = ()
+    withholds: bool = False
+
+    def check(self, given: Mapping[str, Any] | None, owner: str = "", path: str = "") -> tuple[dict[str, Any], list[str]]:
+        """`check_params` against this attack's parameters (see `garfield.params`); `owner` names
+        it in messages (default: its name)."""
+        return check_params(owner or self.name, given, self.params, path)
+
+
+def _table(*specs: AttackSpec) -> dict[str, AttackSpec]:
+    table = {spec.name: spec for spec in specs}
+    assert len(table) == len(specs), "two attacks of one role share a name"
+    return table
+
+
 # Worker attacks act on the gradient (or momentum) a worker sends, except label-flip (data level)
 # and crash (the node stops answering).
-WORKER_PARAMS: dict[str, dict[str, object]] = {
-    "random": {"scale": 10.0, "seed": None},
-    "gaussian": {"std": 200.0, "seed": None},
-    "signflip": {"scale": 1.0},
-    "drop": {"p": 0.5, "seed": None},
-    "little": {"z": None},  # A Little Is Enough (Baruch et al. 2019)
-    "empire": {"epsilon": 0.1},  # Fall of Empires / inner-product manipulation (Xie et al. 2020)
-    "labelflip": {"num_classes": 10},
-    "mimic": {"target": 0},
-    "nan": {"value": "nan"},
-    "crash": {"after": 0},
-}
+WORKER_ATTACKS: dict[str, AttackSpec] = _table(
+    AttackSpec("random", "i.i.d. uniform coordinates in [-scale, scale], unrelated to the gradient",
+               (positive("scale", 10.0, "half-width of the uniform draw"), seed("draw"))),
+    AttackSpec("gaussian", "i.i.d. N(0, std^2) coordinates (Blanchard et al. 2017)",
+               (positive("std", 200.0, "standard deviation of the draw"), seed("draw"))),
+    AttackSpec("signflip", "-scale x the honest gradient (sign flip; large scales: Garfield's reversed gradient)",
+               (positive("scale", 1.0, "factor applied to the negated gradient"),)),
+    AttackSpec("drop", "each coordinate of the honest gradient zeroed with probability p",
+               (Param("p", "number", 0.5, "probability of zeroing a coordinate", minimum=0, maximum=1), seed("draw")),
+               withholds=True),
+    AttackSpec("little", "A Little Is Enough (Baruch et al. 2019): mean + z x std of the honest vectors",
+               (Param("z", "number", None, "standard deviations off the mean; null: z_max from n and f"),)),
+    AttackSpec("empire", "Fall of Empires (Xie et al. 2020): -epsilon x the mean of the honest vectors",
+               (positive("epsilon", 0.1, "factor applied to the negated honest mean"),)),
+    AttackSpec("labelflip", "trains on targets y -> num_classes - 1 - y and sends that gradient",
+               (Param("num_classes", "integer", 10, "number of classes of the task's targets", minimum=2),)),
+    AttackSpec("mimic", "sends one honest worker's vector (Karimireddy et al. 2022)",
+               (Param("target", "integer", 0, "index of the honest vector copied (modulo their count)", minimum=0),)),
+    AttackSpec("nan", "a vector full of NaN (or +inf / -inf)", (_FILL,)),
+    AttackSpec("crash", "honest until step `after`, then silent forever",
+               (Param("after", "integer", 0, "first step it sends nothing", minimum=0),), withholds=True),
+)
 
 # Server attacks act on the model a server sends to workers and to the other servers.
-SERVER_PARAMS: dict[str, dict[str, object]] = {
-    "random": {"std": 1.0, "seed": None},
-    "reversed": {"scale": 1.0},
-    "stale": {"delay": 10},
-    "silent": {},
-    "nan": {"value": "nan"},
-}
+SERVER_ATTACKS: dict[str, AttackSpec] = _table(
+    AttackSpec("random", "a model of i.i.d. N(0, std^2) parameters",
+               (positive("std", 1.0, "standard deviation of the draw"), seed("draw"))),
+    AttackSpec("reversed", "-scale x the model", (positive("scale", 1.0, "factor applied to the negated model"),)),
+    AttackSpec("stale", "the model it had `delay` calls ago (its oldest until it has that many)",
+               (Param("delay", "integer", 10, "how many calls old the model sent is (copies held)", minimum=1),)),
+    AttackSpec("silent", "never answers", withholds=True),
+    AttackSpec("nan", "a model full of NaN (or +inf / -inf)", (_FILL,)),
+)
 
-# Attacks that may withhold their reply (always, or at random): the asynchronous adversary cannot
-# make them answer first, so evaluation runs do not wait for them (see protocol.quorum.PeerOrder).
-WITHHOLDING: frozenset[str] = frozenset({"crash", "silent", "drop"})
+ROLES: dict[str, dict[str, AttackSpec]] = {"worker": WORKER_ATTACKS, "server": SERVER_ATTACKS}
 
-WORKER_ATTACKS: frozenset[str] = frozenset(WORKER_PARAMS)
-SERVER_ATTACKS: frozenset[str] = frozenset(SERVER_PARAMS)
+# Attacks that may withhold their reply, by name (spec.model.AttackSpec.answers reads it).
+WITHHOLDING: frozenset[str] = frozenset(
+    spec.name for table in ROLES.values() for spec in table.values() if spec.withholds
+)
+
+
+def attack_spec(role: str, name: str) -> AttackSpec:
+    """The AttackSpec of the `role` ("worker" or "server") attack `name`; ValueError otherwise."""
+    table = ROLES[role]
+    try:
+        return table[name]
+    except KeyError:
+        raise ValueError(f"unknown {role} attack {name!r}; known: {', '.join(sorted(table))}") from None
+
+
+def resolve(role: str, name: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults of the `role` attack `name` overridden by `params`, checked; ValueError naming
+    every unknown parameter and out-of-range value."""
+    values, errors = attack_spec(role, name).check(params, owner=f"{role} attack {name}")
+    if errors:
+        raise ValueError("; ".join(errors))
+    return values

@@ -11,12 +11,13 @@ from typing import Any
 
 import torch
 
-from garfield.attacks._common import Rng, fill_value, number, resolve, seed_param, to_torch
-from garfield.attacks.catalog import SERVER_PARAMS
+from garfield.attacks._common import FILL_VALUES, Rng, conformance_errors, to_torch
+from garfield.attacks.catalog import SERVER_ATTACKS, resolve
 
 
 class ServerAttack:
-    """Base class. `silent`: the server answers nothing."""
+    """Base class. `silent`: the server answers nothing. Constructors take the catalog's
+    parameters already checked (`catalog.resolve`)."""
 
     name = ""
     silent = False
@@ -36,8 +37,8 @@ class RandomModel(ServerAttack):
     name = "random"
 
     def __init__(self, std: float, seed: int | None) -> None:
-        self.std = number(self.name, "std", std, positive=True)
-        self.rng = Rng(seed_param(self.name, seed))
+        self.std = std
+        self.rng = Rng(seed)
 
     def _corrupt(self, x, step):
         return torch.randn(x.shape, generator=self.rng.get(x.device), device=x.device, dtype=x.dtype).mul_(self.std)
@@ -49,7 +50,7 @@ class Reversed(ServerAttack):
     name = "reversed"
 
     def __init__(self, scale: float) -> None:
-        self.scale = number(self.name, "scale", scale, positive=True)
+        self.scale = scale
 
     def _corrupt(self, x, step):
         return x.mul(-self.scale)
@@ -62,7 +63,7 @@ class Stale(ServerAttack):
     name = "stale"
 
     def __init__(self, delay: int) -> None:
-        self.delay = number(self.name, "delay", delay, integer=True, minimum=1)
+        self.delay = delay
         self.history: deque[torch.Tensor] = deque(maxlen=self.delay + 1)
 
     def _corrupt(self, x, step):
@@ -89,17 +90,20 @@ class NonFiniteModel(ServerAttack):
     name = "nan"
 
     def __init__(self, value: str) -> None:
-        self.value = fill_value(self.name, value)
+        self.value = FILL_VALUES[value]
 
     def _corrupt(self, x, step):
         return torch.full_like(x, self.value)
 
 
 _CLASSES: dict[str, type[ServerAttack]] = {c.name: c for c in (RandomModel, Reversed, Stale, Silent, NonFiniteModel)}
-assert set(_CLASSES) == set(SERVER_PARAMS), "server attack catalog and implementations disagree"
+_MISMATCH = conformance_errors(SERVER_ATTACKS, _CLASSES)
+if _MISMATCH:  # not an assert: it must hold under python -O too
+    raise AssertionError("server attack catalog and implementations disagree: " + "; ".join(_MISMATCH))
 
 
 def make_server_attack(name: str, params: dict[str, Any] | None = None) -> ServerAttack:
-    """The server attack `name` with `params` over its defaults (ValueError on unknown ones)."""
-    resolved = resolve("server", name, SERVER_PARAMS, params)
+    """The server attack `name` with `params` over its catalog defaults; ValueError on an unknown
+    name or parameter and on an out-of-range value (the catalog's check, as in `garfield validate`)."""
+    resolved = resolve("server", name, params)
     return _CLASSES[name](**resolved)

@@ -14,12 +14,14 @@ from typing import Any, Callable
 
 import torch
 
-from garfield.attacks._common import Rng, fill_value, number, peers_matrix, resolve, seed_param, to_torch
-from garfield.attacks.catalog import WORKER_PARAMS
+from garfield.attacks._common import FILL_VALUES, Rng, conformance_errors, peers_matrix, to_torch
+from garfield.attacks.catalog import WORKER_ATTACKS, resolve
 
 
 class WorkerAttack:
-    """Base class. `omniscient`: needs the round's honest vectors; `silent`: may send nothing."""
+    """Base class. `omniscient`: needs the round's honest vectors; `silent`: may send nothing.
+    Constructors take the catalog's parameters already checked (`catalog.resolve`), so they hold
+    only checks that need run-time values (the peers, n and f)."""
 
     name = ""
     omniscient = False
@@ -49,8 +51,8 @@ class Random(WorkerAttack):
     name = "random"
 
     def __init__(self, scale: float, seed: int | None) -> None:
-        self.scale = number(self.name, "scale", scale, positive=True)
-        self.rng = Rng(seed_param(self.name, seed))
+        self.scale = scale
+        self.rng = Rng(seed)
 
     def _corrupt(self, g, peers, n, f, step):
         u = torch.rand(g.shape, generator=self.rng.get(g.device), device=g.device, dtype=g.dtype)
@@ -63,8 +65,8 @@ class Gaussian(WorkerAttack):
     name = "gaussian"
 
     def __init__(self, std: float, seed: int | None) -> None:
-        self.std = number(self.name, "std", std, positive=True)
-        self.rng = Rng(seed_param(self.name, seed))
+        self.std = std
+        self.rng = Rng(seed)
 
     def _corrupt(self, g, peers, n, f, step):
         return torch.randn(g.shape, generator=self.rng.get(g.device), device=g.device, dtype=g.dtype).mul_(self.std)
@@ -77,7 +79,7 @@ class SignFlip(WorkerAttack):
     name = "signflip"
 
     def __init__(self, scale: float) -> None:
-        self.scale = number(self.name, "scale", scale, positive=True)
+        self.scale = scale
 
     def _corrupt(self, g, peers, n, f, step):
         return g.mul(-self.scale)
@@ -90,8 +92,8 @@ class Drop(WorkerAttack):
     name = "drop"
 
     def __init__(self, p: float, seed: int | None) -> None:
-        self.p = number(self.name, "p", p, minimum=0.0, maximum=1.0)
-        self.rng = Rng(seed_param(self.name, seed))
+        self.p = p
+        self.rng = Rng(seed)
 
     def _corrupt(self, g, peers, n, f, step):
         keep = torch.rand(g.shape, generator=self.rng.get(g.device), device=g.device) >= self.p
@@ -116,7 +118,7 @@ class Little(WorkerAttack):
     omniscient = True
 
     def __init__(self, z: float | None) -> None:
-        self.z = None if z is None else number(self.name, "z", z)
+        self.z = z
 
     def _corrupt(self, g, peers, n, f, step):
         P = self._need_peers(g, peers)
@@ -134,7 +136,7 @@ class Empire(WorkerAttack):
     omniscient = True
 
     def __init__(self, epsilon: float) -> None:
-        self.epsilon = number(self.name, "epsilon", epsilon, positive=True)
+        self.epsilon = epsilon
 
     def _corrupt(self, g, peers, n, f, step):
         P = self._need_peers(g, peers)
@@ -162,7 +164,7 @@ class LabelFlip(WorkerAttack):
     name = "labelflip"
 
     def __init__(self, num_classes: int) -> None:
-        self.num_classes = number(self.name, "num_classes", num_classes, integer=True, minimum=2)
+        self.num_classes = num_classes
         self.label_transform = _flip_labels(self.num_classes)
 
     def _corrupt(self, g, peers, n, f, step):
@@ -178,7 +180,7 @@ class Mimic(WorkerAttack):
     omniscient = True
 
     def __init__(self, target: int) -> None:
-        self.target = number(self.name, "target", target, integer=True, minimum=0)
+        self.target = target
 
     def _corrupt(self, g, peers, n, f, step):
         P = self._need_peers(g, peers)
@@ -191,7 +193,7 @@ class NonFinite(WorkerAttack):
     name = "nan"
 
     def __init__(self, value: str) -> None:
-        self.value = fill_value(self.name, value)
+        self.value = FILL_VALUES[value]
 
     def _corrupt(self, g, peers, n, f, step):
         return torch.full_like(g, self.value)
@@ -204,7 +206,7 @@ class Crash(WorkerAttack):
     silent = True
 
     def __init__(self, after: int) -> None:
-        self.after = number(self.name, "after", after, integer=True, minimum=0)
+        self.after = after
 
     def _corrupt(self, g, peers, n, f, step):
         return None if step >= self.after else g
@@ -213,10 +215,13 @@ class Crash(WorkerAttack):
 _CLASSES: dict[str, type[WorkerAttack]] = {
     c.name: c for c in (Random, Gaussian, SignFlip, Drop, Little, Empire, LabelFlip, Mimic, NonFinite, Crash)
 }
-assert set(_CLASSES) == set(WORKER_PARAMS), "worker attack catalog and implementations disagree"
+_MISMATCH = conformance_errors(WORKER_ATTACKS, _CLASSES)
+if _MISMATCH:  # not an assert: it must hold under python -O too
+    raise AssertionError("worker attack catalog and implementations disagree: " + "; ".join(_MISMATCH))
 
 
 def make_worker_attack(name: str, params: dict[str, Any] | None = None) -> WorkerAttack:
-    """The worker attack `name` with `params` over its defaults (ValueError on unknown ones)."""
-    resolved = resolve("worker", name, WORKER_PARAMS, params)
+    """The worker attack `name` with `params` over its catalog defaults; ValueError on an unknown
+    name or parameter and on an out-of-range value (the catalog's check, as in `garfield validate`)."""
+    resolved = resolve("worker", name, params)
     return _CLASSES[name](**resolved)

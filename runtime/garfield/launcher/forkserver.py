@@ -600,11 +600,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="compile every aggregation rule's numba kernels into the on-disk cache, then exit")
     args = parser.parse_args(argv)
     if args.warm_all:
-        from garfield.aggregators.conditions import RULES
+        from garfield.aggregators.catalog import RULES
 
         rules = []
-        for name, cond in RULES.items():
-            n, f = next(((n, f) for f in (1, 2) for n in range(3, 40) if cond.holds(n, f)), (0, 0))
+        for name, rule in RULES.items():
+            n, f = next(((n, f) for f in (1, 2) for n in range(3, 40) if rule.condition.holds(n, f)), (0, 0))
             if n:
                 rules.append((name, {}, n, f))
         warmed = warm_rules(None, rules, dtypes=("float32", "float64"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from garfield.aggregators.conditions import RULES as GAR_RULES
+from garfield.aggregators.catalog import RULES as GAR_RULES
 from garfield.attacks.catalog import SERVER_ATTACKS, WORKER_ATTACKS
 
 GROUP = "garfield.dev"

@@ -4,8 +4,9 @@ The CLI, the local launcher and the operator all call :func:`load_job` / :func:`
 First the CRD's own schema (field types and bounds, what `kubectl apply` enforces), then the
 cross-field rules a Kubernetes 1.20 schema cannot express: each aggregation rule's resilience
 condition on the replies it actually aggregates (n - f, because in an asynchronous network a node
-can wait for no more), attack counts within the declared f, topology consistency. Every message
-names the field, the value and the rule.
+can wait for no more), rule and attack parameters against their catalog declarations (the very
+check `aggregate()` and the attack constructors make), attack counts within the declared f,
+topology consistency. Every message names the field, the value and the rule.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from garfield.aggregators import conditions
-from garfield.attacks.catalog import SERVER_PARAMS, WORKER_PARAMS
+from garfield.aggregators.catalog import RULES
+from garfield.attacks.catalog import ROLES
 from garfield.spec import schema
 from garfield.spec.model import JobSpec, RoleSpec, derive_topology, from_dict
 from garfield.spec.structural import check
@@ -56,26 +57,22 @@ def _role_rules(path: str, role: RoleSpec, what: str, errors: list[str], warning
         return
     q = role.quorum
     name = role.gar.name
-    if name not in conditions.RULES:
+    if name not in RULES:
         return  # the structural check already reported the unknown name
-    cond = conditions.RULES[name]
+    rule = RULES[name]
+    cond = rule.condition
     if not cond.holds(q, f):
         errors.append(
             f"{path}: {name} needs {cond.text()} on the {q} replies it aggregates (n={n}, f={f}); "
             f"with f={f} that takes at least {cond.min_n(f) + f} {what}s"
         )
-    if not cond.robust and f > 0:
+    if not rule.robust and f > 0:
         warnings.append(f"{path}.gar: {name} is not Byzantine-resilient; one bad reply among f={f} can move it anywhere")
-    _param_rules(f"{path}.gar.params", name, role.gar.params, conditions.PARAMS.get(name, {}), errors)
-
-
-def _param_rules(path: str, owner: str, given: dict[str, Any], known: dict[str, object], errors: list[str]) -> None:
-    """Unknown parameters are errors: a misspelled one would otherwise silently take its default
-    (or, for an attack, crash the Byzantine node and leave the run without its attacker)."""
-    for key in given:
-        if key not in known:
-            allowed = ", ".join(sorted(known)) or "none"
-            errors.append(f"{path}.{key}: {owner} has no parameter {key!r} (parameters: {allowed})")
+    # The same check aggregate() makes on every call, so a bad value fails here, not on the nodes.
+    values, problems = rule.check(role.gar.params, f"{path}.gar.params")
+    if not problems:
+        problems = rule.check_sizes(values, q, f, f"on the {q} replies it aggregates, f={f}", f"{path}.gar.params")
+    errors.extend(problems)
 
 
 def _cross_field(spec: JobSpec, errors: list[str], warnings: list[str]) -> None:
@@ -105,8 +102,9 @@ def _cross_field(spec: JobSpec, errors: list[str], warnings: list[str]) -> None:
     ):
         if attack is None:
             continue
-        table = WORKER_PARAMS if "workers" in path else SERVER_PARAMS
-        _param_rules(f"{path}.params", attack.name, attack.params, table.get(attack.name, {}), errors)
+        declared = ROLES["worker" if "workers" in path else "server"].get(attack.name)
+        if declared is not None:  # else the structural check already reported the unknown name
+            errors.extend(declared.check(attack.params, path=f"{path}.params")[1])
         if role is None:
             continue
         if attack.count > role.byzantine:
