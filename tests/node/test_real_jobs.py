@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from garfield.spec import schema
 from support.node import RealCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
@@ -50,7 +51,8 @@ BARS = {"mnist-ssmw": (200, 0.85), "mnist-msmw": (300, 0.90), "mnist-decentraliz
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str | Callable[[], str]) -> T:
-    """Poll `check` until it returns a value; fail with `what` (or its result) after `timeout`."""
+    """Poll `check` until it returns a value; fail with `what` (or its result) after `timeout`.
+    Once a second: the 2 cores also run the pods, and each kubectl costs a process start."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -58,7 +60,7 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str | Callable
             return value
         if time.monotonic() > deadline:
             raise AssertionError(what() if callable(what) else what)
-        time.sleep(0.5)
+        time.sleep(1.0)
 
 
 def build_image(command: str) -> str:
@@ -79,7 +81,14 @@ class Cluster:
     """kubectl on the real cluster, with the few reads these tests repeat."""
 
     def __init__(self, real: RealCluster) -> None:
+        from kubernetes import client
+
         self.real = real
+        # The reads repeated while a job trains go through one in-process client (kubectl is a
+        # process start each time); what a user sees (`kubectl get btj`) stays kubectl.
+        self.api = real.api_client()
+        self.core = client.CoreV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120) -> str:
         return self.real.kubectl(*args, check=check, input=input, timeout=timeout).stdout
@@ -88,10 +97,14 @@ class Cluster:
         return json.loads(self.kubectl(*args, "-o", "json"))
 
     def job(self, name: str) -> dict[str, Any]:
-        return self.json("-n", WATCHED, "get", "btj", name)
+        job: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            schema.GROUP, schema.VERSION, WATCHED, schema.PLURAL, name)
+        return job
 
     def pods(self, job: str) -> list[dict[str, Any]]:
-        return self.json("-n", WATCHED, "get", "pods", "-l", f"garfield.dev/job-name={job}")["items"]
+        pods = self.core.list_namespaced_pod(WATCHED, label_selector=f"garfield.dev/job-name={job}")
+        items: list[dict[str, Any]] = self.api.sanitize_for_serialization(pods)["items"]
+        return items
 
     def events(self, job: str) -> list[dict[str, Any]]:
         items = self.json("-n", WATCHED, "get", "events", "--field-selector", f"involvedObject.name={job}")["items"]

@@ -33,7 +33,18 @@ _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = -1
 _pool_size = 0
-_TORCH_CHUNK = 1 << 21  # elements per chunk on the torch path
+# Elements per column chunk on the torch path. Each chunk's temporaries (a gathered copy, float64
+# or sort values plus int64 indices) are several times its size, so on the host a chunk of 2^19
+# (2 MB of float32) keeps the peak well under the input's size; on an accelerator bigger chunks
+# mean fewer kernel launches, and device memory is not the host's RSS.
+_TORCH_CHUNK_HOST = 1 << 19
+_TORCH_CHUNK_DEVICE = 1 << 22
+
+
+def _torch_chunk(X: torch.Tensor, m: int) -> int:
+    """Columns per chunk for m rows of X on the torch path."""
+    elements = _TORCH_CHUNK_HOST if X.device.type == "cpu" else _TORCH_CHUNK_DEVICE
+    return max(1, elements // max(m, 1))
 
 
 @contextlib.contextmanager
@@ -139,7 +150,7 @@ def coordinate(X: torch.Tensor, rows: np.ndarray, mode: int, f: int, w: int, out
         return out
     idx = torch.as_tensor(rows, device=X.device)
     acc = _acc_dtype(X)
-    chunk = max(1, _TORCH_CHUNK // m)
+    chunk = _torch_chunk(X, m)
     for s in range(0, d, chunk):
         e = min(d, s + chunk)
         v = X[:, s:e].index_select(0, idx)
@@ -187,7 +198,7 @@ def gram(X: torch.Tensor, rows: np.ndarray) -> np.ndarray:
     else:
         idx = torch.as_tensor(rows, device=X.device)
         Gt = torch.zeros(m, m, dtype=torch.float64, device=X.device)
-        chunk = max(1, _TORCH_CHUNK // m)
+        chunk = _torch_chunk(X, m)
         for s in range(0, d, chunk):
             c = X[:, s : min(d, s + chunk)].index_select(0, idx).to(torch.float64)
             Gt.addmm_(c, c.T)
