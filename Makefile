@@ -1,6 +1,8 @@
-# Two entry points, both safe on a fresh machine:
+# Entry points, all safe on a fresh machine:
 #   make demo  - set up .venv and train the main example job locally (garfield run)
-#   make test  - set up .venv, build/fetch the test control plane and tools, run the whole suite
+#   make test  - set up .venv, run the static checks (make lint), build/fetch the test control plane
+#                and tools, run the whole suite
+#   make lint  - the static checks alone: ruff, import-linter's layer contracts, mypy (pyproject.toml)
 # torch==2.13.0 is installed first: it is the CPU build on this machine's disk, and it satisfies
 # the project's torch>=2.3 so pip never pulls a multi-GB CUDA build.
 
@@ -9,7 +11,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.garfield-installed
 
-.PHONY: setup demo test test-fast bench crds clean
+.PHONY: setup demo lint test test-fast bench crds clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +25,12 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/garfield run examples/mnist-msmw.yaml
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: setup lint
 	bash scripts/test-setup.sh
 	$(BIN)/python -m pytest
 

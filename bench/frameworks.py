@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from garfield.launcher.local import launch  # noqa: E402
 from garfield.spec.validation import Job, load_job  # noqa: E402
+
 from throughput import plain_twin  # noqa: E402
 
 JOBS = {"pytorch": "examples/mnist-msmw.yaml", "tensorflow": "examples/mnist-msmw-keras.yaml"}

@@ -25,6 +25,7 @@ resetting it through /proc/self/clear_refs), as a multiple of the input size.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import itertools
@@ -102,6 +103,11 @@ def _comb(n: int, k: int) -> int:
     return math.comb(n, k)
 
 
+def _instance(C: Any, kw: dict[str, Any], n: int, f: int) -> Any:
+    """A peer library's aggregator for (n, f), built once per cell; a callable parameter is a function of (n, f)."""
+    return C(**{k: (v(n, f) if callable(v) else v) for k, v in kw.items()})
+
+
 def peers_for(rule: str) -> list[Impl]:
     fl = _byzfl()
     out: list[Impl] = []
@@ -111,14 +117,22 @@ def peers_for(rule: str) -> list[Impl]:
         if fl is None:
             return
         C = getattr(fl, cls)
-        out.append(Impl("byzfl", cls, lambda n, f: (lambda L, X, o, a=C(**{k: (v(n, f) if callable(v) else v) for k, v in kw.items()}): a(L)), skip, note))
+
+        def make(n: int, f: int) -> Callable[[list[torch.Tensor], torch.Tensor, torch.Tensor], Any]:
+            a = _instance(C, kw, n, f)
+            return lambda L, X, o: a(L)
+        out.append(Impl("byzfl", cls, make, skip, note))
 
     def py_impl(path: str, cls: str, note: str = "", skip: Callable[[int, int, int], str | None] = lambda n, f, d: None,
                 **kw: Any) -> None:
         C = _byzpy(path, cls)
         if C is None:
             return
-        out.append(Impl("byzpy", cls, lambda n, f: (lambda L, X, o, a=C(**{k: (v(n, f) if callable(v) else v) for k, v in kw.items()}): a.aggregate(L)), skip, note))
+
+        def make(n: int, f: int) -> Callable[[list[torch.Tensor], torch.Tensor, torch.Tensor], Any]:
+            a = _instance(C, kw, n, f)
+            return lambda L, X, o: a.aggregate(L)
+        out.append(Impl("byzpy", cls, make, skip, note))
 
     F = lambda n, f: f  # noqa: E731
     if rule == "average":
@@ -143,7 +157,8 @@ def peers_for(rule: str) -> list[Impl]:
                 skip=lambda n, f, d: f"C({n},{f})={_comb(n, f):.1e} subsets in a Python loop" if _comb(n, f) > 20_000 else None)
         py_impl("geometric_wise.minimum_diameter_average", "MinimumDiameterAveraging", "branch and bound (numpy)", f=F,
                 skip=lambda n, f, d: "branch and bound: minutes at n=50" if n > 30 else (
-                    f"C({n},{f})={_comb(n, f):.1e} subsets, > 60 s per call at d=1e6" if _comb(n, f) > 1e6 and d > 200_000 else None))
+                    f"C({n},{f})={_comb(n, f):.1e} subsets, > 60 s per call at d=1e6"
+                    if _comb(n, f) > 1e6 and d > 200_000 else None))
     elif rule == "geometric-median":
         fl_impl("GeometricMedian", "3 fixed Weiszfeld steps (not converged)", nu=0.1, T=3)
         py_impl("geometric_wise.geometric_median", "GeometricMedian", "Weiszfeld to tol 1e-6 (converged)")
@@ -277,10 +292,10 @@ def run(ns: list[int], ds: list[int], rules: list[str], budget_s: float, with_pe
             for rule in rules:
                 fs = f_settings(rule, n)
                 ours(rule).make(n, fs[0][1])(L, X[:, :256].contiguous(), torch.empty(256))
-            base = [Impl("floor", "stack+mean", lambda n, f: (lambda L, X, o: torch.stack(L).mean(0))),
-                    Impl("stack", "torch.stack(list)", lambda n, f: (lambda L, X, o: torch.stack(L)))]
+            base = [Impl("floor", "stack+mean", lambda n, f: (lambda rows, _X, _o: torch.stack(rows).mean(0))),
+                    Impl("stack", "torch.stack(list)", lambda n, f: (lambda rows, _X, _o: torch.stack(rows)))]
             for impl in base:
-                times, bg, cpu = time_cell(lambda: impl.make(n, 0)(L, X, out), budget_s)
+                times, bg, cpu = time_cell(functools.partial(impl.make(n, 0), L, X, out), budget_s)
                 cells.append(Cell(d, n, impl.label, impl.impl, impl.label, "-", 0, statistics.median(times), times, bg, cpu))
                 _log(cells[-1])
             for rule in rules:
@@ -295,7 +310,7 @@ def run(ns: list[int], ds: list[int], rules: list[str], budget_s: float, with_pe
                         continue
                     fn = impl.make(n, f)
                     try:
-                        times, bg, cpu = time_cell(lambda: fn(L, X, out), budget_s)
+                        times, bg, cpu = time_cell(functools.partial(fn, L, X, out), budget_s)
                     except Exception as exc:  # a peer failing is a result, not a crash
                         cell.skipped = f"failed: {type(exc).__name__}: {exc}"[:200]
                         cells.append(cell)
@@ -303,7 +318,7 @@ def run(ns: list[int], ds: list[int], rules: list[str], budget_s: float, with_pe
                         continue
                     cell.times_ms, cell.ms, cell.background_cores, cell.cpu_ms = times, statistics.median(times), bg, cpu
                     if impl.impl == "garfield":
-                        extra = peak_extra(lambda: fn(L, X, out))
+                        extra = peak_extra(functools.partial(fn, L, X, out))
                         if extra is not None:
                             cell.peak_x_input = extra / (n * d * 4)
                     cells.append(cell)
@@ -352,7 +367,8 @@ def report(data: dict[str, Any], meta: dict[str, Any]) -> str:
         for rule, impl, label, fset in keys:
             row = []
             for n in ns:
-                c = next((x for x in cells if (x.d, x.n, x.rule, x.impl, x.label, x.fsetting) == (d, n, rule, impl, label, fset)), None)
+                c = next((x for x in cells
+                          if (x.d, x.n, x.rule, x.impl, x.label, x.fsetting) == (d, n, rule, impl, label, fset)), None)
                 if c is None:
                     row.append("")
                     continue
@@ -370,7 +386,8 @@ def report(data: dict[str, Any], meta: dict[str, Any]) -> str:
                 txt += f" f={c.f}" if fset != "-" else ""
                 row.append(txt)
             name = label if impl in ("garfield", "floor", "stack") else f"{label}"
-            lines.append(f"| {rule} | {impl if impl not in ('floor', 'stack') else '-'} {'' if impl == 'garfield' else name} | {fset} | " + " | ".join(row) + " |")
+            shown = impl if impl not in ("floor", "stack") else "-"
+            lines.append(f"| {rule} | {shown} {'' if impl == 'garfield' else name} | {fset} | " + " | ".join(row) + " |")
         lines.append("")
     lines += ["## Targets (issue 6: n=25, d=1e6, at most half the fastest peer measured there)", "",
               "`wall` is the median wall time; `cpu` the CPU time the call used on all its threads. Under background "
@@ -380,7 +397,8 @@ def report(data: dict[str, Any], meta: dict[str, Any]) -> str:
               "| rule | f | target ms | Garfield wall ms | Garfield cpu ms | fastest peer here ms (same load) | met |",
               "|---|---|---|---|---|---|---|"]
     for rule, f, target, _peer in TARGETS:
-        cs = [c for c in cells if c.d == 1_000_000 and c.n == 25 and c.rule == rule and c.ms is not None and (f is None or c.f == f)]
+        cs = [c for c in cells
+              if c.d == 1_000_000 and c.n == 25 and c.rule == rule and c.ms is not None and (f is None or c.f == f)]
         ours_c = next((c for c in cs if c.impl == "garfield"), None)
         peers = [c.ms for c in cs if c.impl in ("byzfl", "byzpy")]
         if ours_c is None:

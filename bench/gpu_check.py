@@ -18,6 +18,7 @@ passed, 1 otherwise; the JSON report lists each check with its figures.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -104,9 +105,9 @@ def check_rules(device: torch.device, n: int = N, d: int = D,
             error = float((got.cpu() - expected).abs().max())
             entry["max_abs_error"] = error
             entry["close"] = bool(torch.allclose(got.cpu(), expected, **TOLERANCE))
-            entry["cpu_seconds"] = _time(lambda: aggregate(name, host, f, **params), torch.device("cpu"))
-            entry["device_seconds"] = _time(lambda: aggregate(name, on_device, f, **params), device)
-            entry["host_copies"] = _host_copies(lambda: aggregate(name, on_device, f, **params), device)
+            entry["cpu_seconds"] = _time(functools.partial(aggregate, name, host, f, **params), torch.device("cpu"))
+            entry["device_seconds"] = _time(functools.partial(aggregate, name, on_device, f, **params), device)
+            entry["host_copies"] = _host_copies(functools.partial(aggregate, name, on_device, f, **params), device)
             entry["ok"] = entry["close"] and entry["same_device"]
         except Exception as exc:  # a failing rule is reported, the others still run
             entry.update(ok=False, error=f"{type(exc).__name__}: {exc}")

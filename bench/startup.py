@@ -85,7 +85,7 @@ def measure(manifest: Path, steps: int, fork_server: str, out: Path) -> dict[str
     first_steps = [e["ts"] for name in correct if (e := _first(logs[name], "first step"))]
     dones = [e["ts"] for name in correct if (e := _first(logs[name], "done"))]
     phases: dict[str, list[float]] = {}
-    for name, entries in logs.items():
+    for entries in logs.values():
         start = _first(entries, "startup") or {}
         listening = _first(entries, "listening")
         first = _first(entries, "first step")
@@ -140,15 +140,17 @@ def render(result: dict[str, Any]) -> str:
         "",
         f"Targets, warm run: launch -> first step <= {TARGET_FIRST_STEP:g} s, last step -> exit <= {TARGET_EXIT:g} s.",
         "",
-        "| mode | run | launch -> first step | launch -> all servers' first step | last step -> exit | wall | load before/after | final accuracy (correct servers) |",
+        "| mode | run | launch -> first step | launch -> all servers' first step | last step -> exit | wall | load before/after "
+        "| final accuracy (correct servers) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for mode, runs in result["modes"].items():
         for i, run in enumerate(runs):
             label = "warm-up" if i == 0 else f"measured {i}"
             acc = ", ".join(f"{v:.1%}" for v in run["final_accuracy"].values()) or "-"
-            lines.append(f"| {mode} | {label} | {_fmt(run['launch_to_first_step_s'])} | {_fmt(run['launch_to_all_first_steps_s'])} | "
-                         f"{_fmt(run['last_step_to_exit_s'])} | {_fmt(run['wall_s'])} | {run['load_before']:.1f} / {run['load_after']:.1f} | {acc} |")
+            lines.append(f"| {mode} | {label} | {_fmt(run['launch_to_first_step_s'])} | "
+                         f"{_fmt(run['launch_to_all_first_steps_s'])} | {_fmt(run['last_step_to_exit_s'])} | "
+                         f"{_fmt(run['wall_s'])} | {run['load_before']:.1f} / {run['load_after']:.1f} | {acc} |")
     lines += ["", "## Where the start-up goes (last measured run, medians over the 11 replicas)", ""]
     labels: list[str] = []
     for runs in result["modes"].values():
@@ -163,7 +165,8 @@ def render(result: dict[str, Any]) -> str:
     for label, key in extra:
         lines.append(f"| {label} | " + " | ".join(_fmt(runs[-1][key]) for runs in result["modes"].values()) + " |")
     for label in labels:
-        lines.append(f"| {label} | " + " | ".join(_fmt(runs[-1]["phases_median_s"].get(label)) for runs in result["modes"].values()) + " |")
+        cells = (_fmt(runs[-1]["phases_median_s"].get(label)) for runs in result["modes"].values())
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     breakdown = next((runs[-1]["fork_server_cpu_breakdown_s"] for runs in result["modes"].values()
                       if runs[-1].get("fork_server_cpu_breakdown_s")), None)
     if breakdown:

@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from garfield.launcher.local import launch  # noqa: E402
 from garfield.launcher.summary import RunResult  # noqa: E402
 from garfield.spec.validation import Job, load_job, validate_manifest  # noqa: E402
+
 from startup import _entries, _first  # noqa: E402  (the same log readers bench/startup.py times with)
 
 # Each manifest is measured against its own plain twin.
@@ -183,7 +184,8 @@ def _replica_facts(result: RunResult) -> dict[str, dict[str, Any]]:
             "params": listening.get("params"), "dtype": listening.get("dtype"),
             "first_step_ts": first.get("ts"), "first_step": first.get("step"), "cpu_at_first_step": first.get("cpu_seconds"),
             "done_ts": done.get("ts"), "done_step": done.get("step"),
-            "quorums": quorums if isinstance(quorums, dict) else None, "quorums_from": source if isinstance(quorums, dict) else None,
+            "quorums": quorums if isinstance(quorums, dict) else None,
+            "quorums_from": source if isinstance(quorums, dict) else None,
         }
     return facts
 
@@ -247,8 +249,10 @@ def _tensors(job: Job, facts: dict[str, dict[str, Any]], steps: int) -> dict[str
     per_step = total / steps if steps and reporting else None
     expected = expected_tensors_per_step(job)
     return {
-        "per_step": per_step, "expected_per_step": expected, "by_kind_per_step": {k: v / steps for k, v in sorted(by_kind.items())} if steps else {},
-        "replicas_reporting": reporting, "replicas_estimated": estimated, "replicas": len(facts), "params": params, "bytes_per_param": itemsize,
+        "per_step": per_step, "expected_per_step": expected,
+        "by_kind_per_step": {k: v / steps for k, v in sorted(by_kind.items())} if steps else {},
+        "replicas_reporting": reporting, "replicas_estimated": estimated, "replicas": len(facts), "params": params,
+        "bytes_per_param": itemsize,
         "mb_per_step": per_step * params * itemsize / 1e6 if per_step is not None and params else None,
         "expected_mb_per_step": expected * params * itemsize / 1e6 if params else None,
     }

@@ -78,7 +78,8 @@ def _table(rows: Iterator[tuple[str, ...]]) -> list[str]:
     lines = ["| field | type | required | default | allowed | description |", "|---|---|---|---|---|---|"]
     for path, kind, req, default, allowed, description in rows:
         lines.append(
-            f"| `{path}` | {_cell(kind)} | {req} | {f'`{default}`' if default else ''} | {_cell(allowed)} | {_cell(description)} |"
+            f"| `{path}` | {_cell(kind)} | {req} | {f'`{default}`' if default else ''} | {_cell(allowed)} "
+            f"| {_cell(description)} |"
         )
     return lines
 
@@ -111,7 +112,8 @@ def _rules_section() -> list[str]:
         rule = RULES[name]
         cond = rule.condition
         robust = "" if rule.robust else " (not robust: for comparison runs only)"
-        lines.append(f"| `{name}`{robust} | q >= {cond.text()[5:]} | {cond.min_n(1) + 1} | {cond.min_n(2) + 2} | {_cell(rule.summary)} |")
+        lines.append(f"| `{name}`{robust} | q >= {cond.text()[5:]} | {cond.min_n(1) + 1} | {cond.min_n(2) + 2} "
+                     f"| {_cell(rule.summary)} |")
     lines += [
         "",
         "`gar.params` (anything else is refused; in the bounds, n is the q replies aggregated and f is `byzantine`). "

@@ -66,4 +66,5 @@ R_PODS_HEALTHY = "PodsHealthy"
 R_TTL_EXPIRED = "TTLExpired"
 
 # Role -> status.replicaStatuses key (peers of a decentralized job are its workers).
-STATUS_KEY = {role: role.spec_key for role in Role}
+# Keyed by role name: pod labels carry the plain string (Role is a str enum, so its members match too).
+STATUS_KEY: dict[str, str] = {role: role.spec_key for role in Role}

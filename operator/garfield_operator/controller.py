@@ -40,7 +40,7 @@ class Controller:
         self.client = client
         self.metrics = metrics
         self.source = source
-        self.queue = WorkQueue()
+        self.queue: WorkQueue[tuple[str, str]] = WorkQueue()  # (namespace, job name)
         self.known: set[Key] = set()
         self.progress: dict[Key, dict[str, Any]] = {}
         self.targets: dict[Key, list[StatusTarget]] = {}
@@ -151,7 +151,7 @@ class Controller:
             results = await self.client.gather(
                 [self.client.create(core_path(ns, "pods"), pod) for pod in d.create_pods], limit=32)
             self.metrics.pods_created.inc(sum(1 for r in results if isinstance(r, dict)))
-            for pod, result in zip(d.create_pods, results):
+            for pod, result in zip(d.create_pods, results, strict=True):
                 if isinstance(result, Exception):
                     errors.append(result)
                     if isinstance(result, ApiError) and result.status in (400, 403, 422):

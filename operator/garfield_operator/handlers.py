@@ -12,6 +12,7 @@ thread may never wake the waiting worker, which left a job unreconciled until th
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -61,16 +62,21 @@ async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     return controller.healthy() if controller is not None else {}
 
 
+# kopf types `namespace` as optional (cluster-scoped resources have none); the three watched here
+# are namespaced, so it is always set.
 @kopf.on.event(C.GROUP, C.VERSION, C.PLURAL, registry=registry)
-async def job_event(type: str | None, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def job_event(type: str | None, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    assert namespace is not None
     memo.controller.job_event(type, namespace, name)
 
 
 @kopf.on.event("v1", "pods", labels={C.LABEL_JOB: kopf.PRESENT}, registry=registry)
-async def pod_event(namespace: str, labels: dict[str, str], memo: kopf.Memo, **_: Any) -> None:
+async def pod_event(namespace: str | None, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
+    assert namespace is not None
     memo.controller.child_event(namespace, labels[C.LABEL_JOB])
 
 
 @kopf.on.event("v1", "services", labels={C.LABEL_JOB: kopf.PRESENT}, registry=registry)
-async def service_event(namespace: str, labels: dict[str, str], memo: kopf.Memo, **_: Any) -> None:
+async def service_event(namespace: str | None, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
+    assert namespace is not None
     memo.controller.child_event(namespace, labels[C.LABEL_JOB])

@@ -10,6 +10,7 @@ server as the same user.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import ssl
 from typing import Any
@@ -135,7 +136,8 @@ class Client:
                 return False
             raise
 
-    async def gather(self, coros: list[Any], limit: int = 16) -> list[Any]:
+    # builtins.list: in this class `list` names the LIST call above.
+    async def gather(self, coros: builtins.list[Any], limit: int = 16) -> builtins.list[Any]:
         """Run calls concurrently, at most `limit` at a time; exceptions are returned, not raised."""
         sem = asyncio.Semaphore(limit)
 

@@ -81,7 +81,9 @@ def summarize(replies: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]
 
 def same_progress(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     """Equal apart from updateTime (a status patch is only worth it when training moved)."""
-    strip = lambda d: {k: v for k, v in (d or {}).items() if k not in ("updateTime", "totalSteps")}  # noqa: E731
+    def strip(d: dict[str, Any] | None) -> dict[str, Any]:
+        return {k: v for k, v in (d or {}).items() if k not in ("updateTime", "totalSteps")}
+
     return strip(a) == strip(b)
 
 

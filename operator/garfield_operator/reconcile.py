@@ -303,10 +303,11 @@ class _Pass:
             phase = C.PENDING
             message = "; ".join(short)
         self.st["phase"] = phase
-        self.cond(C.COND_RUNNING, phase == C.RUNNING, C.R_QUORUM_RUNNING if phase == C.RUNNING else C.R_WAITING_FOR_QUORUM, message)
+        self.cond(C.COND_RUNNING, phase == C.RUNNING,
+                  C.R_QUORUM_RUNNING if phase == C.RUNNING else C.R_WAITING_FOR_QUORUM, message)
         if phase == C.RESTARTING or S.get_condition(self.st, C.COND_RESTARTING):
-            self.cond(C.COND_RESTARTING, phase == C.RESTARTING, C.R_POD_RECREATED if phase == C.RESTARTING else C.R_QUORUM_RUNNING,
-                      message)
+            self.cond(C.COND_RESTARTING, phase == C.RESTARTING,
+                      C.R_POD_RECREATED if phase == C.RESTARTING else C.R_QUORUM_RUNNING, message)
         if phase == C.RUNNING and was != C.RUNNING:
             self.event("Normal", C.R_QUORUM_RUNNING, message)
 

@@ -47,7 +47,7 @@ def _resources(resources: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
     requests, limits = out.get("requests", {}), out.get("limits", {})
     for name in set(requests) | set(limits):
         if "/" in name and not name.startswith("kubernetes.io/"):
-            value = limits.get(name, requests.get(name))
+            value = limits[name] if name in limits else requests[name]
             out.setdefault("requests", {})[name] = value
             out.setdefault("limits", {})[name] = value
     return out

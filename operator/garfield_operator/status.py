@@ -29,7 +29,8 @@ def parse_time(text: str | None) -> dt.datetime | None:
 
 
 def get_condition(status: Status, ctype: str) -> dict[str, Any] | None:
-    for cond in status.get("conditions") or []:
+    conditions: list[dict[str, Any]] = status.get("conditions") or []
+    for cond in conditions:
         if cond.get("type") == ctype:
             return cond
     return None

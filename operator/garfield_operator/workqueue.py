@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
 
-Key = Hashable
+Key = TypeVar("Key", bound=Hashable)
 
 
-class WorkQueue:
+class WorkQueue(Generic[Key]):
     def __init__(self, *, base_backoff: float = 0.2, max_backoff: float = 60.0) -> None:
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: set[Key] = set()
@@ -54,7 +55,7 @@ class WorkQueue:
         """Retry after a failure: 0.2 s, 0.4 s, ... up to max_backoff."""
         n = self._failures.get(key, 0)
         self._failures[key] = n + 1
-        delay = min(self.base_backoff * (2 ** n), self.max_backoff)
+        delay = min(self.base_backoff * 2.0 ** min(n, 64), self.max_backoff)  # capped: 2.0 ** 1024 overflows
         self.add_after(key, delay)
         return delay
 

@@ -20,10 +20,22 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from garfield.plan.replicas import (ENV_ATTACK, ENV_INDEX, ENV_JOB_NAME, ENV_LISTEN, ENV_METRICS_PORT, ENV_ROLE,
-                                    ENV_SERVERS, ENV_SPEC, ENV_WORKERS)
+from garfield.plan.replicas import (
+    ENV_ATTACK,
+    ENV_INDEX,
+    ENV_JOB_NAME,
+    ENV_LISTEN,
+    ENV_METRICS_PORT,
+    ENV_ROLE,
+    ENV_SERVERS,
+    ENV_SPEC,
+    ENV_WORKERS,
+)
+
+if TYPE_CHECKING:  # build_node imports it, with the rest of the node, only when it runs
+    from garfield.protocol.base import ProtocolNode
 
 log = logging.getLogger("garfield.node")
 
@@ -171,7 +183,7 @@ def _first_step_state(clock: StartupClock | None) -> type:
     return StartupState
 
 
-def build_node(node_env: NodeEnv, clock: StartupClock | None = None) -> Any:
+def build_node(node_env: NodeEnv, clock: StartupClock | None = None) -> ProtocolNode:
     """Task, adapter, state and protocol node for this replica (nothing started yet)."""
     from garfield.adapters import configure_threads, create, seed_everything
     from garfield.protocol import ROLES as NODE_CLASSES
@@ -210,9 +222,10 @@ async def _run(node_env: NodeEnv, clock: StartupClock | None = None) -> int:
         metrics = MetricsServer(node.state, host, node_env.metrics_port).start()
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
+    assert task is not None  # main() runs as a task (asyncio.run)
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
-            loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
+            loop.add_signal_handler(sig, task.cancel)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread / platform
             pass
     try:

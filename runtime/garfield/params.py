@@ -56,7 +56,8 @@ class Param:
         assert self.doc and "\n" not in self.doc, f"{self.name}: needs a one-line doc"
         assert (self.kind == "choice") == bool(self.choices), f"{self.name}: choices go with kind 'choice'"
         assert self.kind != "choice" or (self.minimum is None and self.maximum is None), self.name
-        assert self.default is None or self.error(self.default) is None, f"{self.name}: default {self.default!r} fails its own bounds"
+        assert self.default is None or self.error(self.default) is None, \
+            f"{self.name}: default {self.default!r} fails its own bounds"
 
     @property
     def nullable(self) -> bool:
@@ -75,8 +76,8 @@ class Param:
         high = None if self.maximum is None else f" {'<' if self.exclusive_maximum else '<='} {_num(self.maximum)}"
         if low and high:
             return f"{low}{self.name}{high}"
-        if low:
-            return f"{self.name} {'>' if self.exclusive_minimum else '>='} {_num(self.minimum)}"  # type: ignore[arg-type]
+        if self.minimum is not None:  # (low is set exactly then)
+            return f"{self.name} {'>' if self.exclusive_minimum else '>='} {_num(self.minimum)}"
         if high:
             return f"{self.name}{high}"
         return ""

@@ -81,7 +81,8 @@ def test_centered_clipping_iterations_converge_inside_the_cluster():
     once = aggregate("centered-clipping", X, 1, tau=0.5, iterations=1)
     many = aggregate("centered-clipping", X, 1, tau=0.5, iterations=50)
     assert (many - torch.tensor([1.0, 1.0], dtype=torch.float64)).norm() < 0.2
-    assert (many - torch.tensor([1.0, 1.0], dtype=torch.float64)).norm() < (once - torch.tensor([1.0, 1.0], dtype=torch.float64)).norm()
+    target = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    assert (many - target).norm() < (once - target).norm()
 
 
 def test_condense_mixes_median_and_first_vector():
@@ -125,7 +126,8 @@ def test_bad_names_and_parameters_are_clear_errors():
 
 def test_f_zero_is_allowed_everywhere():
     X = torch.randn(5, 7, dtype=torch.float64)
-    for name in ("median", "trimmed-mean", "meamed", "phocas", "krum", "multi-krum", "bulyan", "mda", "geometric-median", "aksel"):
+    for name in ("median", "trimmed-mean", "meamed", "phocas", "krum", "multi-krum", "bulyan", "mda", "geometric-median",
+                 "aksel"):
         out = aggregate(name, X, 0)
         assert torch.isfinite(out).all(), name
     assert close(aggregate("trimmed-mean", X, 0), X.mean(0))

@@ -138,7 +138,9 @@ def test_geometric_median_meets_its_optimality_condition():
     # Sum of unit vectors toward the inputs vanishes at the optimum (z is no input here).
     assert units.sum(0).norm() < 1e-6
     # And no nearby point does better.
-    cost = lambda p: (X - p).norm(dim=1).sum()
+    def cost(p: torch.Tensor) -> torch.Tensor:
+        return (X - p).norm(dim=1).sum()
+
     for _ in range(20):
         assert cost(z) <= cost(z + 1e-3 * torch.randn(40, generator=gen, dtype=torch.float64))
 

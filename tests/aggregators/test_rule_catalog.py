@@ -11,6 +11,7 @@ import torch
 from garfield.aggregators import aggregate
 from garfield.aggregators.catalog import RULES
 from garfield.aggregators.rules import IMPLEMENTATIONS, Rule, conformance_errors
+
 from support.param_cases import SIZE_CASES, Case, bad_values, good_values, value_id
 
 N, F = 7, 2  # every rule's condition holds (bulyan's is not tested with parameters)

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import torch
 
-from garfield.attacks import SERVER_ATTACKS, WORKER_ATTACKS, make_server_attack, make_worker_attack
-from garfield.attacks import server, worker
+from garfield.attacks import SERVER_ATTACKS, WORKER_ATTACKS, make_server_attack, make_worker_attack, server, worker
 from garfield.attacks._common import conformance_errors
 from garfield.attacks.catalog import WITHHOLDING
+
 from support.param_cases import Case, bad_values, good_values, value_id
 
 MAKE = {"worker": make_worker_attack, "server": make_server_attack}

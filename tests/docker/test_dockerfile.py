@@ -8,7 +8,6 @@ PyTorch and TensorFlow the way their hardware needs; the final stage runs as a n
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import shlex
 import subprocess
@@ -108,7 +107,9 @@ def dockerignore_excludes(path: str, patterns: list[str]) -> bool:
         pat = pattern[1:] if negate else pattern
         pat = pat.strip("/")
         regex = re.compile(
-            "^" + re.escape(pat).replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]") + "$"
+            "^"
+            + re.escape(pat).replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+            + "$"
         )
         if any(regex.match(c) for c in candidates):
             excluded = not negate

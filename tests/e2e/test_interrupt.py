@@ -12,8 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from e2e.jobs import EXAMPLES
 from garfield.launcher.status import fetch_status
+
+from e2e.jobs import EXAMPLES
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,16 @@ from typing import Any
 
 import pytest
 
-from e2e.jobs import (DELETE, accuracies, assert_attack_reached_every_quorum, log_entries, run, run_with_final_models,
-                      spread, variant)
+from e2e.jobs import (
+    DELETE,
+    accuracies,
+    assert_attack_reached_every_quorum,
+    log_entries,
+    run,
+    run_with_final_models,
+    spread,
+    variant,
+)
 
 pytestmark = pytest.mark.slow
 

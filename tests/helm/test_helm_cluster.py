@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from helm_support import CHART, REPO, RELEASE_NAMESPACE
+from helm_support import CHART, RELEASE_NAMESPACE, REPO
 from support.cluster import ControlPlane, free_port
 from support.kubelet import FakeKubelet
 
@@ -196,14 +196,15 @@ def test_every_template_branch_is_accepted_by_a_1_20_apiserver(release: Release,
 def test_operator_account_can_do_what_it_needs(release: Release) -> None:
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda c: release.can_i(*c), NEEDED))
-    missing = [f"{verb} {res} {' '.join(extra)}".strip() for (verb, res, extra), ok in zip(NEEDED, answers) if not ok]
+    missing = [f"{verb} {res} {' '.join(extra)}".strip()
+               for (verb, res, extra), ok in zip(NEEDED, answers, strict=True) if not ok]
     assert not missing, f"{SA} lacks: {missing}"
 
 
 def test_operator_account_cannot_read_secrets_or_touch_anything_else(release: Release) -> None:
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda c: release.can_i(*c), DENIED))
-    allowed = [f"{verb} {res} {' '.join(extra)}".strip() for (verb, res, extra), ok in zip(DENIED, answers) if ok]
+    allowed = [f"{verb} {res} {' '.join(extra)}".strip() for (verb, res, extra), ok in zip(DENIED, answers, strict=True) if ok]
     assert not allowed, f"{SA} may: {allowed}"
 
 
@@ -234,7 +235,8 @@ def test_operator_reconciles_a_job_under_the_chart_service_account(release: Rele
     release.plane.apply(JOB, namespace=WATCHED)
     name = JOB["metadata"]["name"]
     expected = {f"{name}-server-0", *(f"{name}-worker-{i}" for i in range(4))}
-    pods = wait_for("the job's 5 pods", lambda: (p := _pods(release, name)) and {x["metadata"]["name"] for x in p} == expected and p)
+    pods = wait_for("the job's 5 pods",
+                    lambda: (p := _pods(release, name)) and {x["metadata"]["name"] for x in p} == expected and p)
     job = release.get("btj", name, "-n", WATCHED)
     assert job is not None
     assert all(p["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"] for p in pods)

@@ -92,7 +92,7 @@ def _start_many(tmp_path: Path, forkserver: ForkServer | None = None) -> list[ch
 def _check_all(started: list[children.Child], traffic: GrpcTraffic) -> None:
     codes = {c.name: c.popen.wait(timeout=120) for c in started}
     assert traffic.calls > 0 and not traffic.errors, traffic.errors[:1]
-    failed = {name: (code, c.log_tail()) for (name, code), c in zip(codes.items(), started) if code != 0}
+    failed = {name: (code, c.log_tail()) for (name, code), c in zip(codes.items(), started, strict=True) if code != 0}
     assert not failed, f"{len(failed)} of {len(started)} children failed: {dict(list(failed.items())[:3])}"
     armed = {c.name: c.log_path.read_text().strip() for c in started}
     assert all(text == f"pdeathsig {int(signal.SIGKILL)}" for text in armed.values()), armed
@@ -194,7 +194,7 @@ def test_sigkilled_launcher_takes_its_children_down(tmp_path: Path, mode: str) -
         pids = [int(p) for p in pids_file.read_text().split()]
         for i in range(4):  # every child really runs its command before the launcher is killed
             log = tmp_path / f"c{i}.log"
-            _wait_for(lambda: log.exists() and "up" in log.read_text(), driver)
+            _wait_for(lambda log=log: log.exists() and "up" in log.read_text(), driver)
         procs = [psutil.Process(pid) for pid in pids]
     finally:
         driver.kill()

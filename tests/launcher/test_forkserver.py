@@ -89,7 +89,7 @@ def test_a_forked_child_leads_its_own_group_and_dies_with_the_server(server: For
     child = _fork(server, tmp_path, code)
     _wait_for_line(child.log_path, "group", child)
     words = child.log_path.read_text().split()
-    fields = dict(zip(words[::2], words[1::2]))
+    fields = dict(zip(words[::2], words[1::2], strict=False))
     assert int(fields["group"]) == child.pid == int(fields["pid"])  # its own process group
     assert int(fields["parent"]) == server.process.pid == int(fields["env"])
     assert int(fields["sig"]) == signal.SIGKILL

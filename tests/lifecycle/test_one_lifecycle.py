@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +24,9 @@ import yaml
 from garfield.launcher import children as proc
 from garfield.launcher.local import _Display, _Supervisor, loopback_for
 from garfield.launcher.summary import FAILED, SUCCEEDED
-from garfield.lifecycle import decide as lifecycle_decide
 from garfield.plan import make_plan
 from garfield.spec.validation import validate_manifest
+
 from garfield_operator import constants as C
 from garfield_operator.reconcile import Observed, decide
 

@@ -32,7 +32,8 @@ def crd(control_plane: ControlPlane) -> ControlPlane:
 
 
 @pytest.fixture(scope="module")  # stops after its module: no idle operator during later tests
-def operator(crd: ControlPlane, status_server: StatusServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(crd: ControlPlane, status_server: StatusServer,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     op = OperatorProcess(crd, "gop-*", status_server.port, tmp_path_factory.mktemp("operator") / "operator.log")
     op.start()
     yield op

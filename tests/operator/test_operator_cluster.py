@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support.operator_harness import Jobs, OperatorProcess, StatusServer, job_manifest
 from support.cluster import ControlPlane
 from support.kubelet import FakeKubelet, wait_for
+from support.operator_harness import Jobs, OperatorProcess, StatusServer, job_manifest
 
 pytestmark = pytest.mark.cluster
 
@@ -177,7 +177,7 @@ def test_image_pull_error_and_unschedulable_are_reported(operator: OperatorProce
     assert "stuck-worker-2: cannot pull image 'registry.invalid/garfield:nope'" in cond["message"]
     assert "stuck-worker-3: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu." in cond["message"]
     for reason in ("ImagePullBackOff", "Unschedulable"):
-        ev = wait_for(lambda: [e for e in jobs.events(ns) if e.type == "Warning" and e.reason == reason],
+        ev = wait_for(lambda reason=reason: [e for e in jobs.events(ns) if e.type == "Warning" and e.reason == reason],
                       what=f"{reason} warning event")
         assert len(ev) == 1 and ev[0].involved_object.name == "stuck"
     # 2 of 4 workers run, below the quorum of 3: the job is not reported Running.

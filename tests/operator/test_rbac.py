@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support.operator_harness import Jobs, OperatorProcess, StatusServer, job_manifest
 from garfield_operator.rbac import RULES
+
 from support.cluster import ControlPlane
 from support.kubelet import FakeKubelet, wait_for
+from support.operator_harness import Jobs, OperatorProcess, StatusServer, job_manifest
 
 pytestmark = pytest.mark.cluster
 

@@ -290,7 +290,8 @@ def test_render_pod_replacement_annotation() -> None:
     from garfield.spec.validation import validate_manifest
 
     body = job()
-    spec_job = validate_manifest({k: body[k] for k in ("apiVersion", "kind", "spec")} | {"metadata": {"name": "j", "namespace": "ns"}})
+    spec_job = validate_manifest({k: body[k] for k in ("apiVersion", "kind", "spec")}
+                                 | {"metadata": {"name": "j", "namespace": "ns"}})
     plan = make_plan(spec_job, ClusterDNS("ns"))
     p = render_pod(body, plan, plan.replicas[1], IMAGE, replacement=True)
     assert p["metadata"]["annotations"][C.ANNOTATION_REPLACEMENT] == "true"

@@ -11,12 +11,13 @@ import urllib.request
 import grpc
 import numpy as np
 
-import harness
 from garfield.observability.http import MetricsServer
-from garfield.protocol.quorum import PeerOrder
 from garfield.proto import GET_TENSOR, GRADIENT, MODEL, TensorChunk, TensorRequest
+from garfield.protocol.quorum import PeerOrder
 from garfield.transport import Peer, start_server
 from garfield.wire import encode
+
+import harness
 
 EXPECTED = {"decode", "shape", "dtype", "nonfinite", "oversized", "stale", "sender", "size"}
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-import harness
 from garfield.node import main as node_main
 from garfield.plan import Loopback, make_plan
 from garfield.spec.validation import validate_manifest
+
+import harness
 
 HERE = Path(__file__).resolve().parent
 

@@ -15,6 +15,7 @@ import yaml
 from garfield.aggregators.catalog import RULES
 from garfield.params import Param, SizeLimit, check_params, check_sizes
 from garfield.spec.validation import InvalidJob, validate_manifest
+
 from support.param_cases import SIZE_CASES, Case, bad_values, good_values, missing_cases, value_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +75,8 @@ def test_size_bound_is_checked_on_the_replies_aggregated(rule: str, param: str) 
     manifest["spec"]["workers"]["gar"]["params"][param] = limit + 1
     with pytest.raises(InvalidJob) as info:
         validate_manifest(manifest)
-    assert f"{path}: {rule} needs {param} <= n-f = {limit}, got {limit + 1} (on the 7 replies it aggregates, f=2)" in info.value.errors
+    expected = f"{path}: {rule} needs {param} <= n-f = {limit}, got {limit + 1} (on the 7 replies it aggregates, f=2)"
+    assert expected in info.value.errors
 
 
 def test_unknown_and_bad_parameters_are_all_reported_at_once() -> None:
@@ -120,7 +122,8 @@ def test_check_params_fills_defaults_and_reports_with_or_without_path() -> None:
     assert errors == ["clip has no parameter 'x' (parameters: count, tau)", "clip needs tau > 0, got -1"]
     _, errors = check_params("clip", {"tau": -1}, (TAU,), "spec.gar.params")
     assert errors == ["spec.gar.params.tau: clip needs tau > 0, got -1"]
-    assert check_params("clip", [1], (TAU,), "spec.gar.params")[1] == ["spec.gar.params: clip parameters must be a mapping, got [1]"]
+    errors = check_params("clip", [1], (TAU,), "spec.gar.params")[1]
+    assert errors == ["spec.gar.params: clip parameters must be a mapping, got [1]"]
 
 
 def test_size_limits() -> None:

@@ -15,7 +15,8 @@ def test_msmw_plan_is_pinned() -> None:
     job = load_job(ROOT / "examples" / "mnist-msmw.yaml")
     plan = make_plan(job, ClusterDNS(namespace="ml"))
     assert plan.topology == "msmw" and plan.service_name == "mnist-msmw"
-    assert [r.name for r in plan.replicas] == [f"mnist-msmw-server-{i}" for i in range(4)] + [f"mnist-msmw-worker-{i}" for i in range(7)]
+    assert [r.name for r in plan.replicas] == ([f"mnist-msmw-server-{i}" for i in range(4)]
+                                               + [f"mnist-msmw-worker-{i}" for i in range(7)])
     byzantine = [r.name for r in plan.replicas if r.byzantine]
     assert byzantine == ["mnist-msmw-server-3", "mnist-msmw-worker-5", "mnist-msmw-worker-6"]
     w5 = plan.replicas[9]

@@ -57,7 +57,8 @@ BAD: list[tuple[str, Callable[[dict], None], str]] = [
     ("unknown-gar", _set("spec.workers.gar.name", "mediane"), "spec.workers.gar.name: 'mediane' is not one of"),
     ("unknown-field", _set("spec.workers.replica", 3), "spec.workers.replica: unknown field"),
     ("bad-framework", _set("spec.framework", "jax"), "spec.framework: 'jax' is not one of pytorch, tensorflow"),
-    ("bad-entrypoint", _set("spec.task.entrypoint", "garfield.tasks.mnist"), "spec.task.entrypoint: 'garfield.tasks.mnist' does not match"),
+    ("bad-entrypoint", _set("spec.task.entrypoint", "garfield.tasks.mnist"),
+     "spec.task.entrypoint: 'garfield.tasks.mnist' does not match"),
     ("krum-too-few", _set("spec.workers.gar.name", "krum"),
      "spec.workers: krum needs n >= 2f+3 on the 5 replies it aggregates (n=7, f=2)"),
     ("bulyan-too-few", _all(_set("spec.workers.gar.name", "bulyan"), _set("spec.workers.replicas", 10)),
@@ -86,11 +87,14 @@ BAD: list[tuple[str, Callable[[dict], None], str]] = [
     ("momentum-one", _set("spec.training.workerMomentum", 1.0), "spec.training.workerMomentum: 1.0 is above the maximum 0.999"),
     ("bad-quantity", _set("spec.workers.template", {"resources": {"limits": {"memory": "lots"}}}),
      "spec.workers.template.resources.limits.memory: 'lots' is not a valid quantity"),
-    ("unknown-gar-param", _set("spec.workers.gar.params", {"tolerance": 1}), "spec.workers.gar.params.tolerance: mda has no parameter 'tolerance'"),
+    ("unknown-gar-param", _set("spec.workers.gar.params", {"tolerance": 1}),
+     "spec.workers.gar.params.tolerance: mda has no parameter 'tolerance'"),
     ("unknown-attack-param", _set("spec.attack.workers.params", {"scael": 10}),
      "spec.attack.workers.params.scael: signflip has no parameter 'scael' (parameters: scale)"),
-    ("bad-clean-policy", _set("spec.runPolicy", {"cleanPodPolicy": "Some"}), "spec.runPolicy.cleanPodPolicy: 'Some' is not one of"),
-    ("env-without-name", _set("spec.workers.template", {"env": [{"value": "1"}]}), "spec.workers.template.env[0].name: required field is missing"),
+    ("bad-clean-policy", _set("spec.runPolicy", {"cleanPodPolicy": "Some"}),
+     "spec.runPolicy.cleanPodPolicy: 'Some' is not one of"),
+    ("env-without-name", _set("spec.workers.template", {"env": [{"value": "1"}]}),
+     "spec.workers.template.env[0].name: required field is missing"),
 ]
 
 

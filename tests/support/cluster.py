@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
-import ssl
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,8 @@ class ControlPlane:
             rows.append(f'{self.user_tokens[user]},{user},{uid},"{groups}"\n' if groups else f"{self.user_tokens[user]},{user},{uid}\n")
         (d / "tokens.csv").write_text("".join(rows))
         subprocess.run(["openssl", "genrsa", "-out", str(d / "sa.key"), "2048"], check=True, capture_output=True)
-        subprocess.run(["openssl", "rsa", "-in", str(d / "sa.key"), "-pubout", "-out", str(d / "sa.pub")], check=True, capture_output=True)
+        subprocess.run(["openssl", "rsa", "-in", str(d / "sa.key"), "-pubout", "-out", str(d / "sa.pub")],
+                       check=True, capture_output=True)
         certs = d / "certs"
         certs.mkdir()
         self.api_port = api_port
@@ -262,11 +263,13 @@ class ControlPlane:
         return env
 
     # -- tools -----------------------------------------------------------------------------------
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run the cached kubectl against this control plane (text in, text out)."""
         return self._run([str(self.bin_dir / "kubectl"), f"--cache-dir={self.env['KUBECACHEDIR']}", *args], input, check, timeout)
 
-    def helm(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def helm(self, *args: str, input: str | None = None, check: bool = True,
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return self._run([str(self.bin_dir / "helm"), *args], input, check, timeout)
 
     def _run(self, argv: list[str], input: str | None, check: bool, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -275,7 +278,8 @@ class ControlPlane:
             raise subprocess.CalledProcessError(proc.returncode, argv, proc.stdout, proc.stderr)
         return proc
 
-    def apply(self, manifest: dict[str, Any] | str, namespace: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def apply(self, manifest: dict[str, Any] | str, namespace: str | None = None,
+              check: bool = True) -> subprocess.CompletedProcess[str]:
         text = manifest if isinstance(manifest, str) else json.dumps(manifest)
         args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
         return self.kubectl(*args, input=text, check=check)

@@ -33,7 +33,8 @@ class FakeKubelet:
         # _preload_content=False: the client cannot deserialize the (empty) Binding reply.
         self.core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False)
 
-    def unschedulable(self, namespace: str, name: str, message: str = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.") -> None:
+    def unschedulable(self, namespace: str, name: str,
+                      message: str = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.") -> None:
         self._status(namespace, name, {"phase": "Pending", "conditions": [
             {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
              "lastTransitionTime": _now()}]})

@@ -159,8 +159,8 @@ def test_workers_draw_their_own_reproducible_streams(make_spec: Any) -> None:
     spec = make_spec(batchSize=4)
     first = [TensorFlowAdapter(linear_task(x, y), spec, "worker", i) for i in (0, 0, 1)]
     grads = [[a.compute_gradient()[0].numpy() for _ in range(3)] for a in first]
-    assert all(np.array_equal(a, b) for a, b in zip(grads[0], grads[1]))  # same seed + index
-    assert not all(np.array_equal(a, b) for a, b in zip(grads[0], grads[2]))  # another worker
+    assert all(np.array_equal(a, b) for a, b in zip(grads[0], grads[1], strict=True))  # same seed + index
+    assert not all(np.array_equal(a, b) for a, b in zip(grads[0], grads[2], strict=True))  # another worker
 
 
 @pytest.mark.parametrize("form", ["arrays", "dataset"])

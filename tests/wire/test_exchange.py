@@ -14,8 +14,7 @@ import grpc
 import numpy as np
 import pytest
 
-from garfield.proto import (EXCHANGE, GET_TENSOR, GRADIENT, PROPOSAL, SERVICE, ExchangeReply, ExchangeRequest,
-                            TensorRequest)
+from garfield.proto import EXCHANGE, GET_TENSOR, GRADIENT, PROPOSAL, SERVICE, ExchangeReply, ExchangeRequest, TensorRequest
 from garfield.transport import Peer, RequestRejected, Unreachable, start_server, tensor_request
 from garfield.transport.client import READ_AHEAD, _Stream
 from garfield.transport.server import ExchangeStats, answer_header

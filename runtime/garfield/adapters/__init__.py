@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from garfield.adapters.cpus import usable_cpus
 from garfield.adapters.base import FrameworkAdapter
+from garfield.adapters.cpus import usable_cpus
 from garfield.task import Task
 
 FRAMEWORKS = ("pytorch", "tensorflow")

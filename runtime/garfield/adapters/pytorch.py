@@ -83,7 +83,7 @@ class _TensorBatches:
 class _LoaderBatches:
     """Cycles a DataLoader forever (each worker's loader shuffled by its own generator)."""
 
-    def __init__(self, loader: DataLoader, device: torch.device) -> None:
+    def __init__(self, loader: DataLoader[Any], device: torch.device) -> None:
         self.loader = loader
         self.device = device
         self._it: Iterator[Any] = iter(loader)
@@ -131,13 +131,15 @@ def _make_optimizer(optimizer: Any, params: list[torch.nn.Parameter]) -> torch.o
         return optimizer
     if isinstance(optimizer, (tuple, list)) and len(optimizer) == 2 and callable(optimizer[0]):
         factory, kwargs = optimizer
-        return factory(params, **dict(kwargs))
+        made_with: torch.optim.Optimizer = factory(params, **dict(kwargs))
+        return made_with
     if callable(optimizer):
         made = optimizer(params)
         if not isinstance(made, torch.optim.Optimizer):
             raise TorchTaskError(f"the optimizer factory returned {type(made).__name__}, not a torch.optim.Optimizer")
         return made
-    raise TorchTaskError(f"optimizer must be a torch.optim.Optimizer, a factory of one, or (factory, kwargs); got {type(optimizer).__name__}")
+    raise TorchTaskError("optimizer must be a torch.optim.Optimizer, a factory of one, or (factory, kwargs); "
+                         f"got {type(optimizer).__name__}")
 
 
 class TorchAdapter(FrameworkAdapter):
@@ -156,7 +158,8 @@ class TorchAdapter(FrameworkAdapter):
             raise TorchTaskError("the model has no trainable parameters")
         dtypes = {p.dtype for p in params}
         if len(dtypes) != 1:
-            raise TorchTaskError(f"all trainable parameters must share one dtype to travel as one vector; found {sorted(map(str, dtypes))}")
+            raise TorchTaskError("all trainable parameters must share one dtype to travel as one vector; "
+                                 f"found {sorted(map(str, dtypes))}")
         dtype = dtypes.pop()
         self.num_params = sum(p.numel() for p in params)
         # One flat parameter buffer and one flat gradient buffer; parameters and grads become views.
@@ -212,7 +215,7 @@ class TorchAdapter(FrameworkAdapter):
         self.model.train()
         self._grad.zero_()
         loss = self.loss_fn(self.model(x), y)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         return self._grad, float(loss.detach())
 
     def apply_gradient(self, flat: torch.Tensor) -> None:
@@ -254,6 +257,7 @@ class TorchAdapter(FrameworkAdapter):
 
     def _test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         data = self._test
+        assert data is not None  # evaluate() returns early without test data
         tensors = _as_tensor_dataset(data)
         if tensors is not None:
             x, y = tensors.tensors[:2]
@@ -274,7 +278,8 @@ class TorchAdapter(FrameworkAdapter):
     def aggregate(self, rule: str, stacked: torch.Tensor, f: int, **params: Any) -> torch.Tensor:
         from garfield.aggregators import aggregate
 
-        return aggregate(rule, stacked, f, **params)
+        result: torch.Tensor = aggregate(rule, stacked, f, **params)
+        return result
 
     def to_numpy(self, flat: torch.Tensor) -> np.ndarray:
         flat = flat.detach()

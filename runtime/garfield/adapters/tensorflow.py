@@ -91,7 +91,10 @@ def _import_quietly() -> Any:
             capture.seek(0)
             kept = b"".join(line for line in capture.read().splitlines(keepends=True) if not _IMPORT_NOISE.match(line))
             if kept:
-                sys.stderr.buffer.write(kept) if hasattr(sys.stderr, "buffer") else sys.stderr.write(kept.decode(errors="replace"))
+                if hasattr(sys.stderr, "buffer"):
+                    sys.stderr.buffer.write(kept)
+                else:
+                    sys.stderr.write(kept.decode(errors="replace"))
                 sys.stderr.flush()
     return tensorflow
 
@@ -143,12 +146,14 @@ def _resolve_loss(loss: Any) -> Callable[[Any, Any], Any]:
 
     if isinstance(loss, str):
         try:
-            return keras.losses.get(loss)
+            named: Callable[[Any, Any], Any] = keras.losses.get(loss)
+            return named
         except ValueError as exc:
             raise TensorFlowTaskError(f"task.loss {loss!r} is not a Keras loss name: {exc}") from exc
     if not callable(loss):
         raise TensorFlowTaskError(f"task.loss must be a Keras loss, a loss function or its name; got {type(loss).__name__}")
-    return loss
+    fn: Callable[[Any, Any], Any] = loss
+    return fn
 
 
 def _resolve_optimizer(optimizer: Any, learning_rate: float | None) -> Any:
@@ -309,7 +314,8 @@ class TensorFlowAdapter(FrameworkAdapter):
         if isinstance(data, tf.data.Dataset):
             return _as_examples(data, "test").batch(EVAL_BATCH).prefetch(2)
         if not _is_pair(data):
-            raise TensorFlowTaskError(f"task.test must be a tf.data.Dataset or an (inputs, targets) pair; got {type(data).__name__}")
+            raise TensorFlowTaskError("task.test must be a tf.data.Dataset or an (inputs, targets) pair; "
+                                      f"got {type(data).__name__}")
         x, y = _arrays(data, "test")
         return [(tf.constant(x[i:i + EVAL_BATCH]), tf.constant(y[i:i + EVAL_BATCH])) for i in range(0, len(x), EVAL_BATCH)]
 
@@ -364,7 +370,7 @@ class TensorFlowAdapter(FrameworkAdapter):
 
         def split(flat: Any) -> list[Any]:
             parts = tf.split(flat, sizes)
-            return [tf.cast(tf.reshape(p, s), v.dtype) for p, s, v in zip(parts, shapes, vars_)]
+            return [tf.cast(tf.reshape(p, s), v.dtype) for p, s, v in zip(parts, shapes, vars_, strict=True)]
 
         def loss_and_grad(x: Any, y: Any) -> tuple[Any, Any]:
             with tf.GradientTape() as tape:
@@ -373,11 +379,11 @@ class TensorFlowAdapter(FrameworkAdapter):
                 if self._keras_model and self._model.losses:  # regularisation terms
                     loss = loss + tf.add_n(self._model.losses)
             grads = tape.gradient(loss, vars_)
-            grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, vars_)]
+            grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, vars_, strict=True)]
             return flatten(grads), loss
 
         def assign(flat: Any) -> None:
-            for v, p in zip(vars_, split(flat)):
+            for v, p in zip(vars_, split(flat), strict=True):
                 v.assign(p)
 
         def traced(*signature: Any) -> Callable[[Callable[..., Any]], _Traced]:
@@ -388,12 +394,12 @@ class TensorFlowAdapter(FrameworkAdapter):
 
         @traced(flat_spec)
         def apply(flat: Any) -> None:
-            self.optimizer.apply_gradients(zip(split(flat), vars_))
+            self.optimizer.apply_gradients(zip(split(flat), vars_, strict=True))
 
         @traced(flat_spec, flat_spec)
         def set_and_apply(params: Any, flat: Any) -> None:
             assign(params)
-            self.optimizer.apply_gradients(zip(split(flat), vars_))
+            self.optimizer.apply_gradients(zip(split(flat), vars_, strict=True))
 
         self._apply, self._set_and_apply = apply, set_and_apply
 
@@ -422,7 +428,7 @@ class TensorFlowAdapter(FrameworkAdapter):
                               for s in self._train_iter.element_spec)
         self._grad_xy = traced(x_spec, y_spec)(loss_and_grad)
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True)  # type: ignore[untyped-decorator]  # TensorFlow has no type information
         def eval_batch(x: Any, y: Any) -> tuple[Any, Any]:
             out = self._call(x, training=False)
             loss = tf.reduce_mean(self.loss_fn(y, out))

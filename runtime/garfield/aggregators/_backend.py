@@ -204,7 +204,8 @@ def gram(X: torch.Tensor, rows: np.ndarray) -> np.ndarray:
             Gt.addmm_(c, c.T)
         G = Gt.cpu().numpy()
     upper = np.triu(G)
-    return upper + np.triu(upper, 1).T
+    full: np.ndarray = upper + np.triu(upper, 1).T
+    return full
 
 
 def sqdist_from_gram(G: np.ndarray) -> np.ndarray:
@@ -229,7 +230,7 @@ def weighted_sum(X: torch.Tensor, rows: np.ndarray, weights: np.ndarray, out: to
         _run(lambda lo, hi: K.weighted_sum_kernel(Xn, rows, weights, lo, hi, on, B), d, B, int(np.count_nonzero(weights)))
         return out
     acc = torch.zeros(d, dtype=_acc_dtype(X), device=X.device)
-    for r, wt in zip(rows.tolist(), weights.tolist()):
+    for r, wt in zip(rows.tolist(), weights.tolist(), strict=True):
         if wt != 0.0:
             acc.add_(X[r].to(acc.dtype), alpha=wt)
     out.copy_(acc)
@@ -257,7 +258,8 @@ def sqdist(X: torch.Tensor, rows: np.ndarray, center: torch.Tensor) -> np.ndarra
                 parts.append(acc)
 
         _run(call, d, B, m)
-        return np.sum(parts, axis=0)
+        total: np.ndarray = np.sum(parts, axis=0)
+        return total
     res = np.empty(m)
     for j, r in enumerate(rows.tolist()):
         res[j] = float(torch.linalg.vector_norm((X[r] - center).to(torch.float64)) ** 2)

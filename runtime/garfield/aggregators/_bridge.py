@@ -29,7 +29,8 @@ def _tf_to_torch(t: Any) -> torch.Tensor:
 def _torch_to_tf(t: torch.Tensor) -> Any:
     import tensorflow as tf
 
-    return tf.experimental.dlpack.from_dlpack(torch.utils.dlpack.to_dlpack(t.contiguous()))
+    # torch.utils.dlpack re-exports to_dlpack from torch._C without listing it in __all__
+    return tf.experimental.dlpack.from_dlpack(torch.utils.dlpack.to_dlpack(t.contiguous()))  # type: ignore[attr-defined]
 
 
 def as_matrix(gradients: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:

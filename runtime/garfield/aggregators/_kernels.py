@@ -13,6 +13,7 @@ Conventions match the docstrings in `rules.py`; accumulations are in float64.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 
 def _default_cache_dir() -> str:
@@ -31,7 +32,8 @@ os.environ.setdefault("NUMBA_CACHE_DIR", _default_cache_dir())
 import numba  # noqa: E402 - after NUMBA_CACHE_DIR
 import numpy as np  # noqa: E402
 
-numba.core.config.reload_config()  # numba may have been imported before the default was set
+# numba may have been imported before the default was set (numba.core.config is unannotated: the ignore)
+numba.core.config.reload_config()  # type: ignore[no-untyped-call]
 
 
 def _disk_cache_usable() -> bool:
@@ -46,7 +48,7 @@ def _disk_cache_usable() -> bool:
 
 _CACHE = _disk_cache_usable()
 # No "nnan"/"ninf": the Gram kernel must let NaN and inf through so the policy can see them.
-_JIT = dict(nogil=True, fastmath={"nsz", "arcp", "contract", "reassoc"}, cache=_CACHE, error_model="numpy")
+_JIT: dict[str, Any] = dict(nogil=True, fastmath={"nsz", "arcp", "contract", "reassoc"}, cache=_CACHE, error_model="numpy")
 
 MEDIAN, TRIMMED, WINDOW_MEDIAN, WINDOW_TRIMMED = 0, 1, 2, 3
 

@@ -54,7 +54,7 @@ def _refuse(name: str, n: int, f: int, bad: np.ndarray) -> None:
         )
 
 
-def aggregate(name: str, gradients: Any, f: int, *, out: Any = None, info: dict | None = None, **params: Any) -> Any:
+def aggregate(name: str, gradients: Any, f: int, *, out: Any = None, info: dict[str, Any] | None = None, **params: Any) -> Any:
     """Aggregate the rows of `gradients` with rule `name` tolerating `f` Byzantine rows.
 
     gradients: an (n, d) tensor or a list of n 1-D tensors, torch or TensorFlow (or numpy).
@@ -72,7 +72,8 @@ def aggregate(name: str, gradients: Any, f: int, *, out: Any = None, info: dict 
     rule = IMPLEMENTATIONS[name]
     if out is None:
         out = torch.empty(d, dtype=X.dtype, device=X.device)
-    elif not (isinstance(out, torch.Tensor) and out.shape == (d,) and out.dtype == X.dtype and out.device == X.device and out.is_contiguous()):
+    elif not (isinstance(out, torch.Tensor) and out.shape == (d,) and out.dtype == X.dtype and out.device == X.device
+              and out.is_contiguous()):
         raise ValueError(f"out must be a contiguous torch tensor of shape ({d},), dtype {X.dtype}, on {X.device}")
     rows = np.arange(n, dtype=np.int64)
     check = rule.check(params)
@@ -82,7 +83,7 @@ def aggregate(name: str, gradients: Any, f: int, *, out: Any = None, info: dict 
         # non-finite input also shows in a sum-based output. Only then check exactly and rerun.
         batch = Batch(X=X, rows=rows, f=f, out=out, poison=np.zeros(n))
         result = rule.fn(batch, **params)
-        if np.isfinite(batch.poison).all() and bool(torch.isfinite(result).all()):
+        if batch.poison is not None and np.isfinite(batch.poison).all() and bool(torch.isfinite(result).all()):
             if info is not None:
                 info.update(batch.info, dropped=[])
             return back(result)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ class Batch:
         assert self.gram is not None
         return be.sqdist_from_gram(self.gram)
 
-    def mean_of(self, local: np.ndarray) -> torch.Tensor:
+    def mean_of(self, local: np.ndarray | Sequence[int]) -> torch.Tensor:
         """Mean of the kept rows at local positions `local` (0..n-1)."""
         weights = np.zeros(self.n)
         weights[np.asarray(local, dtype=np.int64)] = 1.0 / len(local)
@@ -160,7 +160,8 @@ def _krum_scores(D: np.ndarray, active: np.ndarray, f: int) -> np.ndarray:
     k = max(len(active) - f - 2, 0)
     if k == 0:
         return np.zeros(len(active))
-    return np.sort(sub, axis=1)[:, :k].sum(axis=1)
+    scores: np.ndarray = np.sort(sub, axis=1)[:, :k].sum(axis=1)
+    return scores
 
 
 def krum(b: Batch) -> torch.Tensor:

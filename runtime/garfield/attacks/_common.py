@@ -18,7 +18,7 @@ def conformance_errors(specs: Mapping[str, AttackSpec], classes: Mapping[str, ty
     errors = [f"{name}: in the catalog, not implemented" for name in sorted(set(specs) - set(classes))]
     errors += [f"{name}: implemented, not in the catalog" for name in sorted(set(classes) - set(specs))]
     for name in sorted(set(specs) & set(classes)):
-        taken = list(inspect.signature(classes[name].__init__).parameters.values())[1:]  # after self
+        taken = list(inspect.signature(classes[name]).parameters.values())  # the constructor's, without self
         declared = [p.name for p in specs[name].params]
         if sorted(p.name for p in taken) != sorted(declared):
             errors.append(f"{name}: the constructor takes {[p.name for p in taken]}, the catalog declares {declared}")
@@ -29,7 +29,7 @@ def conformance_errors(specs: Mapping[str, AttackSpec], classes: Mapping[str, ty
 def to_torch(x: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
     """A torch view of a torch/TensorFlow/numpy tensor (DLPack for TF: same device buffer) and
     the function converting a torch result back."""
-    from garfield.aggregators._bridge import _is_numpy, _is_tf, _to_numpy, _torch_to_tf, _tf_to_torch
+    from garfield.aggregators._bridge import _is_numpy, _is_tf, _tf_to_torch, _to_numpy, _torch_to_tf
 
     if isinstance(x, torch.Tensor):
         return x.detach(), lambda t: t

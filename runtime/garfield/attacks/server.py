@@ -40,7 +40,7 @@ class RandomModel(ServerAttack):
         self.std = std
         self.rng = Rng(seed)
 
-    def _corrupt(self, x, step):
+    def _corrupt(self, x: torch.Tensor, step: int) -> torch.Tensor | None:
         return torch.randn(x.shape, generator=self.rng.get(x.device), device=x.device, dtype=x.dtype).mul_(self.std)
 
 
@@ -52,7 +52,7 @@ class Reversed(ServerAttack):
     def __init__(self, scale: float) -> None:
         self.scale = scale
 
-    def _corrupt(self, x, step):
+    def _corrupt(self, x: torch.Tensor, step: int) -> torch.Tensor | None:
         return x.mul(-self.scale)
 
 
@@ -66,7 +66,7 @@ class Stale(ServerAttack):
         self.delay = delay
         self.history: deque[torch.Tensor] = deque(maxlen=self.delay + 1)
 
-    def _corrupt(self, x, step):
+    def _corrupt(self, x: torch.Tensor, step: int) -> torch.Tensor | None:
         self.history.append(x.clone())
         return self.history[0].clone()
 
@@ -80,7 +80,7 @@ class Silent(ServerAttack):
     def __init__(self) -> None:
         pass
 
-    def _corrupt(self, x, step):
+    def _corrupt(self, x: torch.Tensor, step: int) -> torch.Tensor | None:
         return None
 
 
@@ -92,7 +92,7 @@ class NonFiniteModel(ServerAttack):
     def __init__(self, value: str) -> None:
         self.value = FILL_VALUES[value]
 
-    def _corrupt(self, x, step):
+    def _corrupt(self, x: torch.Tensor, step: int) -> torch.Tensor | None:
         return torch.full_like(x, self.value)
 
 

@@ -54,7 +54,7 @@ class Random(WorkerAttack):
         self.scale = scale
         self.rng = Rng(seed)
 
-    def _corrupt(self, g, peers, n, f, step):
+    def _corrupt(self, g: torch.Tensor, peers: torch.Tensor | None, n: int, f: int, step: int) -> torch.Tensor | None:
         u = torch.rand(g.shape, generator=self.rng.get(g.device), device=g.device, dtype=g.dtype)
         return u.mul_(2 * self.scale).sub_(self.scale)
 
@@ -68,7 +68,7 @@ class Gaussian(WorkerAttack):
         self.std = std
         self.rng = Rng(seed)
 
-    def _corrupt(self, g, peers, n, f, step):
+    def _corrupt(self, g: torch.Tensor, peers: torch.Tensor | None, n: int, f: int, step: int) -> torch.Tensor | None:
         return torch.randn(g.shape, generator=self.rng.get(g.device), device=g.device, dtype=g.dtype).mul_(self.std)
 
 
@@ -81,7 +81,7 @@ class SignFlip(WorkerAttack):
     def __init__(self, scale: float) -> None:
         self.scale = scale
 
-    def _corrupt(self, g, peers, n, f, step):
+    def _corrupt(self, g: torch.Tensor, peers: torch.Tensor | None, n: int, f: int, step: int) -> torch.Tensor | None:
         return g.mul(-self.scale)
 
 
@@ -95,7 +95,7 @@ class Drop(WorkerAttack):
         self.p = p
         self.rng = Rng(seed)
 
-    def _corrupt(self, g, peers, n, f, step):
+    def _corrupt(self, g: torch.Tensor, peers: torch.Tensor | None, n: int, f: int, step: int) -> torch.Tensor | None:
         keep = torch.rand(g.shape, generator=self.rng.get(g.device), device=g.device) >= self.p
         return g * keep
 
@@ -120,7 +120,7 @@ class Little(WorkerAttack):
     def __init__(self, z: float | None) -> None:
         self.z = z
 
-    def _corrupt(self, g, peers, n, f, step):
+    def _corrupt(self, g: torch.Tensor, peers: torch.Tensor | None, n: int, f: int, step: int) -> torch.Tensor | None:
         P = self._need_peers(g, peers)
         z = alie_z(n, f) if self.z is None else self.z
         mean = P.mean(0)
@@ -138,7 +138,7 @@ class Empire(WorkerAttack):
     def __init__(self, epsilon: float) -> None:
         self.epsilon = epsilon
 
-    def _corrupt(self, g, peers, n, f, step):
+    def _corrupt(self, g: torch.Tensor, peers: torch.Tensor | None, n: int, f: int, step: int) -> torch.Tensor | None:
         P = self._need_peers(g, peers)
         return P.mean(0).mul_(-self.epsilon).to(g.dtype)
 
@@ -167,7 +167,7 @@ class LabelFlip(WorkerAttack):
         self.num_classes = num_classes
         self.label_transform = _flip_labels(self.num_classes)
 
-    def _corrupt(self, g, peers, n, f, step):
+    def _corrupt(self, g: torch.Tensor, peers: torch.Tensor | None, n: int, f: int, step: int) -> torch.Tensor | None:
         return g
 
 
@@ -182,7 +182,7 @@ class Mimic(WorkerAttack):
     def __init__(self, target: int) -> None:
         self.target = target
 
-    def _corrupt(self, g, peers, n, f, step):
+    def _corrupt(self, g: torch.Tensor, peers: torch.Tensor | None, n: int, f: int, step: int) -> torch.Tensor | None:
         P = self._need_peers(g, peers)
         return P[self.target % P.shape[0]].clone().to(g.dtype)
 
@@ -195,7 +195,7 @@ class NonFinite(WorkerAttack):
     def __init__(self, value: str) -> None:
         self.value = FILL_VALUES[value]
 
-    def _corrupt(self, g, peers, n, f, step):
+    def _corrupt(self, g: torch.Tensor, peers: torch.Tensor | None, n: int, f: int, step: int) -> torch.Tensor | None:
         return torch.full_like(g, self.value)
 
 
@@ -208,7 +208,7 @@ class Crash(WorkerAttack):
     def __init__(self, after: int) -> None:
         self.after = after
 
-    def _corrupt(self, g, peers, n, f, step):
+    def _corrupt(self, g: torch.Tensor, peers: torch.Tensor | None, n: int, f: int, step: int) -> torch.Tensor | None:
         return None if step >= self.after else g
 
 

@@ -72,7 +72,7 @@ def _raw_table() -> np.ndarray:
     stat = csv.stat()
     cached = _cache_dir() / f"mnist5k-{stat.st_size}-{stat.st_mtime_ns}.npy"
     try:
-        table = np.load(cached, allow_pickle=False)
+        table: np.ndarray = np.load(cached, allow_pickle=False)
         if table.shape == (ROWS, FEATURES + 1) and table.dtype == np.uint8:
             return table
     except (OSError, ValueError):

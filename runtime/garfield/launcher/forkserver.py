@@ -399,8 +399,8 @@ def _preload(message: Mapping[str, Any]) -> dict[str, Any]:
         print(f"forkserver: preloading {name} failed: {error}", file=sys.stderr, flush=True)
     return {"ready": True, "pid": os.getpid(), "grpc": any(m == "grpc" or m.startswith("grpc.") for m in sys.modules),
             "threads": threading.active_count(), "os_threads": _os_threads(), "import_seconds": round(imported - started, 3),
-            "warm_seconds": round(done - imported, 3), "cpu_seconds": round(time.process_time(), 3), "cpu_breakdown": cpu, "rules": warmed,
-            "failed": failed, "child_threads": threads}
+            "warm_seconds": round(done - imported, 3), "cpu_seconds": round(time.process_time(), 3), "cpu_breakdown": cpu,
+            "rules": warmed, "failed": failed, "child_threads": threads}
 
 
 def _os_threads() -> int:
@@ -568,7 +568,8 @@ def serve(fd: int) -> int:
                 children.add(pid)
                 note({"spawned": request["id"], "pid": pid})
             reap()  # a child may have exited before it was counted
-            ready, _, _ = select.select([sock, wake_r], [], [])
+            watched: list[socket.socket | int] = [sock, wake_r]
+            ready, _, _ = select.select(watched, [], [])
             if wake_r in ready:
                 try:
                     while os.read(wake_r, 512):
@@ -602,7 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.warm_all:
         from garfield.aggregators.catalog import RULES
 
-        rules = []
+        rules: list[tuple[str, dict[str, Any], int, int]] = []
         for name, rule in RULES.items():
             n, f = next(((n, f) for f in (1, 2) for n in range(3, 40) if rule.condition.holds(n, f)), (0, 0))
             if n:

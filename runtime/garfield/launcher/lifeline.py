@@ -24,7 +24,7 @@ import runpy
 import signal
 import sys
 import threading
-from typing import Mapping, NoReturn, Sequence
+from typing import Callable, Mapping, NoReturn, Sequence
 
 ENV_PARENT_PID = "GARFIELD_PARENT_PID"
 PR_SET_PDEATHSIG = 1
@@ -32,22 +32,25 @@ PR_GET_PDEATHSIG = 2
 PR_SET_NAME = 15
 ORPHANED_EXIT = 1  # exit status of a child whose launcher was already gone when it started
 
-_prctl = None
+Prctl = Callable[..., int]  # int prctl(int option, unsigned long arg2, ..., arg5)
+_prctl: Prctl | bool | None = None  # None: not looked up yet; False: looked up, none found
 
 
-def _libc_prctl():  # type: ignore[no-untyped-def]
+def _libc_prctl() -> Prctl | None:
     """libc's prctl, or None where it does not exist (not Linux, no libc found)."""
     global _prctl
     if _prctl is None and sys.platform.startswith("linux"):
         _prctl = False
         # the interpreter's own symbols first: ctypes.util.find_library would run ldconfig in a subprocess
-        for find in (lambda: None, lambda: "libc.so.6", lambda: ctypes.util.find_library("c")):
+        finders: tuple[Callable[[], str | None], ...] = (
+            lambda: None, lambda: "libc.so.6", lambda: ctypes.util.find_library("c"))
+        for find in finders:
             try:
                 _prctl = ctypes.CDLL(find(), use_errno=True).prctl
                 break
             except (OSError, AttributeError, TypeError):
                 continue
-    return _prctl or None
+    return _prctl if callable(_prctl) else None
 
 
 def set_death_signal(sig: int = signal.SIGKILL) -> bool:

@@ -40,6 +40,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 from garfield.launcher import children as proc
 from garfield.launcher import forkserver as fs
+from garfield.launcher import lifeline
 from garfield.launcher.ports import loopback_table
 from garfield.launcher.status import Progress, fetch_status, final_from_log, format_line, summarize
 from garfield.launcher.summary import FAILED, INTERRUPTED, SUCCEEDED, TIMED_OUT, RunResult
@@ -122,7 +123,7 @@ def preload_for(job: Job, plan: Plan, command: Callable[[Replica], Sequence[str]
 def start_fork_server(job: Job, plan: Plan, command: Callable[[Replica], Sequence[str]],
                       log_path: Path) -> fs.ForkServer | None:
     """A fork server for this run when every replica's command can be forked, else None."""
-    if not all(proc.lifeline.runnable(command(r)) for r in plan.replicas):
+    if not all(lifeline.runnable(command(r)) for r in plan.replicas):
         return None
     try:
         return fs.ForkServer(preload_for(job, plan, command), log_path=log_path)

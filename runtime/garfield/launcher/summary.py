@@ -51,7 +51,7 @@ class RunResult:
         return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
     def to_dict(self) -> dict[str, Any]:
-        steps = [s.get("step") for s in self.servers.values() if isinstance(s.get("step"), int)]
+        steps = [step for s in self.servers.values() if isinstance(step := s.get("step"), int)]
         return {
             "job": self.job,
             "topology": self.topology,

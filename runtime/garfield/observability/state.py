@@ -44,20 +44,27 @@ class NodeState:
         self.registry = CollectorRegistry(auto_describe=False)
         labels = {"job": job, "role": role, "index": str(index)}
         names = list(labels)
-        self._g_step = Gauge("garfield_step", "Model updates done (servers, peers) or gradients computed (workers).", names, registry=self.registry).labels(**labels)
+        self._g_step = Gauge("garfield_step", "Model updates done (servers, peers) or gradients computed (workers).", names,
+                             registry=self.registry).labels(**labels)
         self._g_total = Gauge("garfield_total_steps", "spec.training.steps.", names, registry=self.registry).labels(**labels)
         self._g_loss = Gauge("garfield_loss", "Latest training loss.", names, registry=self.registry).labels(**labels)
         self._g_acc = Gauge("garfield_accuracy", "Latest test accuracy, 0 to 1.", names, registry=self.registry).labels(**labels)
         self._g_sps = Gauge("garfield_steps_per_second", "Recent training speed.", names, registry=self.registry).labels(**labels)
-        self._g_byz = Gauge("garfield_byzantine", "1 when this replica simulates a Byzantine node.", names, registry=self.registry).labels(**labels)
+        self._g_byz = Gauge("garfield_byzantine", "1 when this replica simulates a Byzantine node.", names,
+                            registry=self.registry).labels(**labels)
         self._g_phase = Gauge("garfield_phase", "1 for the node's current phase.", names + ["phase"], registry=self.registry)
-        self._c_rejected = Counter("garfield_rejected_messages", "Received messages rejected, by reason.", names + ["reason"], registry=self.registry)
-        self._c_quorums = Counter("garfield_quorums", "Quorums gathered, by kind of tensor.", names + ["kind"], registry=self.registry)
-        self._c_attackable = Counter("garfield_attackable_quorums", "Quorums gathered among peers that hold a simulated attacker, by kind.",
+        self._c_rejected = Counter("garfield_rejected_messages", "Received messages rejected, by reason.", names + ["reason"],
+                                   registry=self.registry)
+        self._c_quorums = Counter("garfield_quorums", "Quorums gathered, by kind of tensor.", names + ["kind"],
+                                  registry=self.registry)
+        self._c_attackable = Counter("garfield_attackable_quorums",
+                                     "Quorums gathered among peers that hold a simulated attacker, by kind.",
                                      names + ["kind"], registry=self.registry)
-        self._c_attacked = Counter("garfield_attacked_quorums", "Quorums gathered that hold a simulated attacker's reply, by kind.",
+        self._c_attacked = Counter("garfield_attacked_quorums",
+                                   "Quorums gathered that hold a simulated attacker's reply, by kind.",
                                    names + ["kind"], registry=self.registry)
-        self._c_timing = Counter("garfield_step_seconds", "Seconds spent per activity over all steps.", names + ["activity"], registry=self.registry)
+        self._c_timing = Counter("garfield_step_seconds", "Seconds spent per activity over all steps.", names + ["activity"],
+                                 registry=self.registry)
         self._labels = labels
         self._g_total.set(total_steps)
         self._g_byz.set(1 if byzantine else 0)
@@ -115,7 +122,7 @@ class NodeState:
     def add_timing(self, communication: float, aggregation: float, computation: float) -> None:
         """One step's breakdown (seconds)."""
         with self._lock:
-            for key, value in zip(TIMING, (communication, aggregation, computation)):
+            for key, value in zip(TIMING, (communication, aggregation, computation), strict=True):
                 self._timing_total[key] += value
                 self._c_timing.labels(**self._labels, activity=key).inc(value)
             self._timing_steps += 1

@@ -118,7 +118,7 @@ class ProtocolNode:
         self._final_seen: set[str] = set()
         self._last_seen: dict[str, float] = {}
         self._orders: dict[tuple[int, bool], PeerOrder] = {}
-        self._waiting: dict[asyncio.Task, tuple[int, int]] = {}  # serve() calls waiting: (kind, step)
+        self._waiting: dict[asyncio.Task[Any], tuple[int, int]] = {}  # serve() calls waiting: (kind, step)
         self.attackers = simulated_attackers(config.spec, self.name)
         # Channels belong to the event loop that runs the node: created in start().
         self.server_peers: list[Peer] = []
@@ -192,8 +192,10 @@ class ProtocolNode:
             if messages is None:  # silent for this step: the caller's deadline or quorum ends the call
                 await asyncio.Event().wait()
         finally:
-            self._waiting.pop(task, None)  # type: ignore[arg-type]
-        return messages  # type: ignore[return-value]
+            if task is not None:
+                self._waiting.pop(task, None)
+        assert messages is not None  # a silent step's wait above only ends by cancellation
+        return messages
 
     def _note_request(self, request: TensorRequest) -> None:
         self._last_request = time.monotonic()

@@ -33,7 +33,7 @@ class GradientSource:
         self.omniscient = bool(attack is not None and getattr(attack, "omniscient", False))
         self._buffers: list[Tensor | None] = [None] * (max(1, n - f) if self.omniscient else 1)
         self._prepared: tuple[list[Tensor], float] | None = None
-        self._preparing: asyncio.Task | None = None
+        self._preparing: asyncio.Task[tuple[list[Tensor], float]] | None = None
         if attack is not None and getattr(attack, "label_transform", None) is not None:
             adapter.label_transform = attack.label_transform
 

@@ -110,7 +110,7 @@ async def gather(peers: Sequence[Peer], q: int, request: bytes, expect: Callable
     # Attackers sort first, so they are always among the peers asked at once.
     waiting = ordered[max(q, len(first)):] if delay is not None else []
     hedge_at = start + (delay or 0.0)
-    pending: dict[asyncio.Task, Peer] = {}
+    pending: dict[asyncio.Task[Received | None], Peer] = {}
 
     def launch(peer: Peer) -> None:
         task = asyncio.create_task(_ask(peer, request, expect(peer), policy, on_reject), name=f"ask-{peer.name}")

@@ -170,8 +170,9 @@ def _attack(d: dict[str, Any] | None) -> AttackSpec | None:
 
 
 def derive_topology(spec: dict[str, Any]) -> str:
-    if spec.get("topology"):
-        return spec["topology"]
+    topology: str | None = spec.get("topology")
+    if topology:
+        return topology
     servers = spec.get("servers")
     if servers is None:
         return "decentralized"

@@ -66,7 +66,9 @@ def _str(description: str, enum: list[str] | None = None, default: str | None = 
 _QUANTITY: Schema = {
     "anyOf": [{"type": "integer"}, {"type": "string"}],
     "x-kubernetes-int-or-string": True,
-    "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
+    # Kubernetes' resource.Quantity syntax: a signed decimal, then a binary or decimal SI suffix or an exponent.
+    "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+               r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
 }
 
 
@@ -84,7 +86,8 @@ def _gar(default_name: str) -> Schema:
                 enum=sorted(GAR_RULES),
                 default=default_name,
             ),
-            "params": _free("Rule parameters with the rule's defaults (for example m for multi-krum, tolerance for geometric-median)."),
+            "params": _free(
+                "Rule parameters with the rule's defaults (for example m for multi-krum, tolerance for geometric-median)."),
         },
     )
 
@@ -146,9 +149,11 @@ def _attack(role: str, names: list[str]) -> Schema:
         f"Byzantine behaviour given to some {role} replicas, for evaluation runs. They are real nodes that send real bad "
         "messages through the protocol.",
         {
-            "count": _int(f"How many {role} replicas behave Byzantine (the highest indices). At most the role's byzantine.", minimum=0, default=0),
+            "count": _int(f"How many {role} replicas behave Byzantine (the highest indices). At most the role's byzantine.",
+                          minimum=0, default=0),
             "name": _str("Attack name.", enum=names),
-            "params": _free("Attack parameters, with the attack's defaults (for example scale for signflip, epsilon for empire)."),
+            "params": _free(
+                "Attack parameters, with the attack's defaults (for example scale for signflip, epsilon for empire)."),
         },
         required=["name"],
     )
@@ -177,8 +182,10 @@ def spec_schema() -> Schema:
                 "server; set no servers). Derived from servers.replicas when omitted.",
                 enum=["ssmw", "msmw", "decentralized"],
             ),
-            "servers": _role("server", "median", "The parameter-server replicas. Each correct one aggregates worker gradients, then the models of the other servers."),
-            "workers": _role("worker", "mda", "The workers. Each pulls models from the servers, aggregates them, computes a gradient on its own batch."),
+            "servers": _role("server", "median", "The parameter-server replicas. Each correct one aggregates worker gradients, "
+                             "then the models of the other servers."),
+            "workers": _role("worker", "mda", "The workers. Each pulls models from the servers, aggregates them, computes a "
+                             "gradient on its own batch."),
             "training": _obj(
                 "How long and how to train. Learning rate and batch size are handed to the task's optimizer and data.",
                 {
@@ -187,18 +194,21 @@ def spec_schema() -> Schema:
                     "learningRate": _num("When set, overrides the learning rate of the task's optimizer.", minimum=0),
                     "workerMomentum": _num(
                         "Momentum kept on each worker; workers send their momentum instead of the raw gradient, which makes "
-                        "robust aggregation far harder to fool (El Mhamdi et al. 2021, Karimireddy et al. 2021). 0 sends raw gradients.",
+                        "robust aggregation far harder to fool (El Mhamdi et al. 2021, Karimireddy et al. 2021). "
+                        "0 sends raw gradients.",
                         minimum=0,
                         maximum=0.999,
                         default=0.9,
                     ),
-                    "evaluationInterval": _int("Steps between test-set evaluations on the servers; 0 evaluates only at the end.", minimum=0, default=50),
+                    "evaluationInterval": _int("Steps between test-set evaluations on the servers; 0 evaluates only at the end.",
+                                               minimum=0, default=50),
                     "seed": _int("Seed of model initialisation and data order.", minimum=0, default=1),
                     "timeouts": _obj(
                         "Deadlines. Asynchrony means no step waits for a fixed time; these only bound single calls and start-up.",
                         {
                             "rpcSeconds": _num("Deadline of one call to a peer.", minimum=0.1, default=30),
-                            "startupSeconds": _num("How long a node waits for its quorums to come up before failing.", minimum=1, default=300),
+                            "startupSeconds": _num("How long a node waits for its quorums to come up before failing.",
+                                                   minimum=1, default=300),
                         },
                     ),
                 },
@@ -221,8 +231,11 @@ def spec_schema() -> Schema:
                         enum=["All", "Running", "None"],
                         default="Running",
                     ),
-                    "restartPolicy": _str("Recreate failed pods (OnFailure) or never (Never).", enum=["OnFailure", "Never"], default="OnFailure"),
-                    "suspend": {"type": "boolean", "description": "Deletes the job's pods while true; recreates them when false again.", "default": False},
+                    "restartPolicy": _str("Recreate failed pods (OnFailure) or never (Never).", enum=["OnFailure", "Never"],
+                                          default="OnFailure"),
+                    "suspend": {"type": "boolean",
+                                "description": "Deletes the job's pods while true; recreates them when false again.",
+                                "default": False},
                 },
             ),
         },

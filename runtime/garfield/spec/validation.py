@@ -91,7 +91,8 @@ def _cross_field(spec: JobSpec, errors: list[str], warnings: list[str]) -> None:
         if topo == "ssmw" and servers.replicas != 1:
             errors.append(f"spec.servers.replicas: ssmw has exactly one server, not {servers.replicas} (use msmw)")
         elif topo == "ssmw" and servers.byzantine:
-            errors.append(f"spec.servers.byzantine: ssmw has one server, which must be correct (f=0, not {servers.byzantine}); use msmw to tolerate Byzantine servers")
+            errors.append(f"spec.servers.byzantine: ssmw has one server, which must be correct (f=0, not {servers.byzantine}); "
+                          "use msmw to tolerate Byzantine servers")
         elif topo == "msmw" and servers.replicas < 2:
             errors.append("spec.servers.replicas: msmw replicates the server; it needs at least 2 (use ssmw for one)")
         else:
@@ -145,6 +146,7 @@ def validate_manifest(manifest: Any, source: str = "") -> Job:
         raise InvalidJob(errors, source)
     normalised["spec"] = spec.to_dict()
     namespace = metadata.get("namespace", "default")
+    assert isinstance(name, str)  # else metadata.name's error was raised above
     return Job(name=name, namespace=namespace, spec=spec, manifest=normalised, warnings=warnings)
 
 

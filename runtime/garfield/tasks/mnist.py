@@ -49,7 +49,8 @@ class ConvNet(nn.Module):
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(), nn.Linear(hidden, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        logits: torch.Tensor = self.classifier(self.features(x))
+        return logits
 
 
 def convnet(channels: tuple[int, int] | list[int] = (16, 32), hidden: int = 128, lr: float = 0.05,

@@ -21,6 +21,7 @@ stream that broke is replaced by a fresh one at the next fetch.
 from __future__ import annotations
 
 import asyncio
+
 import grpc
 import grpc.aio
 
@@ -75,7 +76,7 @@ class _Stream:
     never awaits, not even while a cancelled fetch unwinds), replies come in through one reader
     task and the bounded `inbox`."""
 
-    def __init__(self, open_call: grpc.aio.StreamStreamMultiCallable) -> None:
+    def __init__(self, open_call: grpc.aio.StreamStreamMultiCallable[bytes, bytes]) -> None:
         self.outbox: asyncio.Queue[bytes] = asyncio.Queue()  # our own requests: at most a fetch and its cancel
         self.inbox: asyncio.Queue[bytes | Exception] = asyncio.Queue(maxsize=READ_AHEAD)
         self.next_id = 1
@@ -92,7 +93,7 @@ class _Stream:
         try:
             while True:
                 raw = await self.call.read()
-                if raw is grpc.aio.EOF:
+                if not isinstance(raw, bytes):  # grpc.aio.EOF (replies are raw bytes: no deserializer)
                     end: Exception = Unreachable(None, "the peer ended the stream")
                     break
                 self.received += 1
@@ -140,7 +141,8 @@ class Peer:
         self.address = address
         self.channel = grpc.aio.insecure_channel(address, options=channel_options(tensor_bytes))
         # Raw bytes both ways: requests are framed by hand, replies validated by the Assembler.
-        self._exchange = self.channel.stream_stream(EXCHANGE, request_serializer=None, response_deserializer=None)
+        self._exchange: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = self.channel.stream_stream(
+            EXCHANGE, request_serializer=None, response_deserializer=None)
         self._status = self.channel.unary_unary(STATUS, request_serializer=StatusRequest.SerializeToString,
                                                 response_deserializer=StatusReply.FromString)
         self._streams: dict[int, _Stream] = {}  # by kind
@@ -222,7 +224,8 @@ class Peer:
 
     async def status(self, timeout: float = 5.0) -> str:
         reply = await self._status(StatusRequest(), timeout=timeout)
-        return reply.json
+        text: str = reply.json
+        return text
 
     async def close(self) -> None:
         self._closed = True
@@ -244,4 +247,5 @@ def _classify(exc: grpc.aio.AioRpcError) -> Exception:
 
 
 def tensor_request(kind: int, step: int, requester: str) -> bytes:
-    return TensorRequest(kind=kind, step=step, requester=requester).SerializeToString()
+    request: bytes = TensorRequest(kind=kind, step=step, requester=requester).SerializeToString()
+    return request

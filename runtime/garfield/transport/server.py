@@ -21,8 +21,7 @@ from typing import AsyncIterator, Awaitable, Callable, Protocol
 import grpc
 import grpc.aio
 
-from garfield.proto import (SERVICE, ExchangeReply, ExchangeRequest, RequestError, StatusReply, StatusRequest,
-                            TensorRequest)
+from garfield.proto import SERVICE, ExchangeReply, ExchangeRequest, RequestError, StatusReply, StatusRequest, TensorRequest
 from garfield.transport.channels import server_options
 
 log = logging.getLogger("garfield.transport")
@@ -83,7 +82,7 @@ def answer_header(request_id: int, chunks: int) -> bytes:
 
 def error_reply(request_id: int, reason: str, detail: str) -> bytes:
     """The answer to a refused request: a header with `error`, no chunks."""
-    error = ExchangeReply(error=RequestError(reason=reason, detail=detail[:1024])).SerializeToString()
+    error: bytes = ExchangeReply(error=RequestError(reason=reason, detail=detail[:1024])).SerializeToString()
     return ID_TAG + varint(request_id) + error
 
 
@@ -92,7 +91,7 @@ class _Job:
 
     def __init__(self, request_id: int) -> None:
         self.id = request_id
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self.messages: list[bytes] | None = None  # the answer, once serve() returned
         self.error: bytes | None = None  # or the error reply, once it refused
 
@@ -171,7 +170,7 @@ class _ExchangeStream:
             self.failure = exc
         self.wake.set()
 
-    async def run(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
+    async def run(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
         reader = asyncio.create_task(self._read(requests), name="exchange-reader")
         try:
             while True:
@@ -225,7 +224,7 @@ def _handlers(source: TensorSource, stats: ExchangeStats | None = None,
     stats = stats if stats is not None else ExchangeStats()
     registry = open_streams if open_streams is not None else _OpenStreams()
 
-    async def exchange(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
+    async def exchange(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
         stats.streams_opened += 1
         stats.streams_open += 1
         stream = _ExchangeStream(source, stats)
@@ -238,7 +237,7 @@ def _handlers(source: TensorSource, stats: ExchangeStats | None = None,
             registry.streams.discard(stream)
             stats.streams_open -= 1
 
-    async def answer(raw: bytes, context: grpc.aio.ServicerContext) -> list[bytes]:
+    async def answer(raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> list[bytes]:
         try:
             request = TensorRequest.FromString(raw)
         except Exception:
@@ -251,11 +250,11 @@ def _handlers(source: TensorSource, stats: ExchangeStats | None = None,
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         raise AssertionError("unreachable")  # pragma: no cover - abort raises
 
-    async def get_tensor(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    async def get_tensor(raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> AsyncIterator[bytes]:
         for message in await answer(raw, context):
             yield message
 
-    async def status(request: StatusRequest, context: grpc.aio.ServicerContext) -> StatusReply:
+    async def status(request: StatusRequest, context: grpc.aio.ServicerContext[bytes, bytes]) -> StatusReply:
         return StatusReply(json=source.status_json())
 
     raw = {"request_deserializer": None, "response_serializer": None}  # bytes as they are, both ways

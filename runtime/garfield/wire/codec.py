@@ -12,15 +12,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from garfield.proto import TensorChunk
 
+if TYPE_CHECKING:
+    from _collections_abc import dict_items
 
 
-class _WireDtypes(dict):
+class _WireDtypes(dict[str, np.dtype]):
     """The dtypes that travel, by wire name. bfloat16 has no numpy dtype of its own; ml_dtypes (a
     TensorFlow/JAX dependency) provides one, imported on first need only: the import costs about a
     CPU-second of every replica's start-up, and most models are float32."""
@@ -47,11 +49,11 @@ class _WireDtypes(dict):
             self.load_bfloat16()
         return dict.__contains__(self, name)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[str]:
         self.load_bfloat16()
         return dict.__iter__(self)
 
-    def items(self):  # type: ignore[no-untyped-def]
+    def items(self) -> dict_items[str, np.dtype]:
         self.load_bfloat16()
         return dict.items(self)
 
@@ -116,7 +118,7 @@ def encode(array: np.ndarray, *, kind: int, step: int, sender: str, loss: float 
     name = dtype_name(array.dtype)
     if array.dtype.byteorder == ">":  # pragma: no cover - every supported host is little-endian
         array = array.astype(array.dtype.newbyteorder("<"))
-    payload = memoryview(array.reshape(-1).view(np.uint8))
+    payload = array.reshape(-1).view(np.uint8).data  # a memoryview of the bytes, no copy
     total = len(payload)
     header = TensorChunk(kind=kind, step=step, sender=sender, dtype=name, shape=list(array.shape),
                          total_bytes=total, loss=loss).SerializeToString()
@@ -249,7 +251,7 @@ class Assembler:
     def __init__(self, expect: Expect) -> None:
         self.expect = expect
         self._buffer: np.ndarray | None = None
-        self._single: bytes | None = None
+        self._single: bytes | memoryview | None = None
         self._received = 0
         self._header: TensorChunk | None = None
 
