@@ -18,6 +18,7 @@ from typing import Any
 
 from garfield_operator import constants as C
 from garfield_operator import progress as P
+from garfield_operator import status as S
 from garfield_operator.kube import ApiError, Client, core_path, jobs_path
 from garfield_operator.metrics import Metrics
 from garfield_operator.reconcile import Decision, Event, Observed, StatusTarget, decide
@@ -202,7 +203,7 @@ class Controller:
         async def one(key: Key, targets: list[StatusTarget]) -> None:
             async with sem:
                 summary = await P.read(self.source, targets, utcnow())
-            if summary is not None and not P.same_progress(summary, self.progress.get(key)) and key in self.known:
+            if summary is not None and not S.same_progress(summary, self.progress.get(key)) and key in self.known:
                 self.progress[key] = summary
                 self.queue.add(key)
 

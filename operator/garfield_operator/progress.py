@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import math
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 
-if TYPE_CHECKING:  # reconcile imports summarize from here
+if TYPE_CHECKING:  # only a type: reconcile sits below this module
     from garfield_operator.reconcile import StatusTarget
-from garfield_operator.status import rfc3339
+from garfield_operator.status import summarize_progress
 
 
 class StatusSource(Protocol):
@@ -54,39 +53,6 @@ class HttpStatusSource:
             self._session = None
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def summarize(replies: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any] | None:
-    """The median-step reply as status.progress fields (None when no reply is usable)."""
-    usable = [r for r in replies if _number(r.get("step")) is not None]
-    if not usable:
-        return None
-    usable.sort(key=lambda r: r["step"])
-    mid = usable[(len(usable) - 1) // 2]
-    out: dict[str, Any] = {"step": int(mid["step"])}
-    for src, dst in (("loss", "loss"), ("accuracy", "accuracy"), ("steps_per_second", "stepsPerSecond")):
-        value = _number(mid.get(src))
-        if value is not None:
-            out[dst] = round(value, 6)
-    rejected = mid.get("rejected")
-    if isinstance(rejected, dict):
-        out["rejectedMessages"] = int(sum(v for v in rejected.values() if _number(v) is not None and v >= 0))
-    out["updateTime"] = rfc3339(now)
-    return out
-
-
-def same_progress(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
-    """Equal apart from updateTime (a status patch is only worth it when training moved)."""
-    def strip(d: dict[str, Any] | None) -> dict[str, Any]:
-        return {k: v for k, v in (d or {}).items() if k not in ("updateTime", "totalSteps")}
-
-    return strip(a) == strip(b)
-
-
 async def read(source: StatusSource, targets: list[StatusTarget], now: dt.datetime) -> dict[str, Any] | None:
     replies = await asyncio.gather(*(source.fetch(t) for t in targets))
-    return summarize([r for r in replies if r], now)
+    return summarize_progress([r for r in replies if r], now)

@@ -22,7 +22,6 @@ from garfield_operator import constants as C
 from garfield_operator import rendering
 from garfield_operator import status as S
 from garfield_operator.observe import PodView, view
-from garfield_operator.progress import summarize as summarize_progress
 from garfield_operator.policies import cleanup, completion, deadline, failure, suspend, ttl
 
 Manifest = dict[str, Any]
@@ -322,7 +321,7 @@ class _Pass:
                 parsed = termination.parse(v.final_message)
                 if parsed is not None:
                     replies.append(parsed)
-        final = summarize_progress(replies, self.now)
+        final = S.summarize_progress(replies, self.now)
         if final is None:
             return
         progress = dict(self.st.get("progress") or {})

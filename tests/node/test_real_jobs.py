@@ -20,7 +20,6 @@ Tests run in order and share one release (module-scoped fixtures).
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -33,6 +32,7 @@ import pytest
 import yaml
 
 from garfield.spec import schema
+
 from support.node import RealCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
@@ -135,7 +135,8 @@ def apply(cluster: Cluster, manifest: dict[str, Any]) -> None:
 
 
 def watch_until_terminal(cluster: Cluster, name: str, timeout: float,
-                         on_progress: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
+                         on_progress: Callable[[dict[str, Any]], None] | None = None,
+                         ) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
     """Poll `kubectl get btj` until the job is Succeeded or Failed; return it and the (step, accuracy)
     pairs the table showed on the way."""
     seen: list[tuple[Any, Any]] = []

@@ -44,7 +44,10 @@ def in_pod_net(ip: str) -> bool:
     return ipaddress.ip_address(ip) in ipaddress.ip_network(POD_CIDR)
 
 
-SLEEPER = "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\nprint('hello from the real node', flush=True)\nwhile True: time.sleep(3600)\n"
+SLEEPER = (
+    "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+    "print('hello from the real node', flush=True)\nwhile True: time.sleep(3600)\n"
+)
 
 
 def test_node_is_ready(real_cluster: RealCluster) -> None:

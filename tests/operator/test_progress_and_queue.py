@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from garfield_operator.progress import same_progress, summarize
+from garfield_operator.status import same_progress
+from garfield_operator.status import summarize_progress as summarize
 from garfield_operator.workqueue import WorkQueue
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

@@ -7,8 +7,8 @@ cleanPodPolicy, TTL, idempotence) in milliseconds; the cluster tests show the sa
 from __future__ import annotations
 
 import copy
-import json
 import datetime as dt
+import json
 from typing import Any
 
 import pytest

@@ -137,7 +137,8 @@ class ControlPlane:
         rows = [f"{self.token},admin,admin,system:masters\n"]
         for user, uid, groups in self.extra_users:
             self.user_tokens[user] = secrets.token_hex(16)
-            rows.append(f'{self.user_tokens[user]},{user},{uid},"{groups}"\n' if groups else f"{self.user_tokens[user]},{user},{uid}\n")
+            token = self.user_tokens[user]
+            rows.append(f'{token},{user},{uid},"{groups}"\n' if groups else f"{token},{user},{uid}\n")
         (d / "tokens.csv").write_text("".join(rows))
         subprocess.run(["openssl", "genrsa", "-out", str(d / "sa.key"), "2048"], check=True, capture_output=True)
         subprocess.run(["openssl", "rsa", "-in", str(d / "sa.key"), "-pubout", "-out", str(d / "sa.pub")],

@@ -119,7 +119,8 @@ def parse_response(msg: bytes) -> tuple[int, list[str]]:
 
 
 def _soa(domain: str) -> bytes:
-    rdata = encode_name(f"ns.dns.{domain}") + encode_name(f"hostmaster.{domain}") + struct.pack("!IIIII", 1, 7200, 1800, 86400, TTL)
+    timers = struct.pack("!IIIII", 1, 7200, 1800, 86400, TTL)
+    rdata = encode_name(f"ns.dns.{domain}") + encode_name(f"hostmaster.{domain}") + timers
     return encode_name(domain) + struct.pack("!HHIH", TYPE_SOA, CLASS_IN, TTL, len(rdata)) + rdata
 
 
@@ -132,7 +133,8 @@ def answer(query: bytes, resolve: Callable[[str], list[str] | None], domain: str
     rd = flags & 0x0100
     opcode = (flags >> 11) & 0xF
 
-    def reply(rcode: int, question: bytes = b"", answers: list[bytes] | None = None, authority: list[bytes] | None = None) -> bytes:
+    def reply(rcode: int, question: bytes = b"", answers: list[bytes] | None = None,
+              authority: list[bytes] | None = None) -> bytes:
         answers, authority = answers or [], authority or []
         hdr = struct.pack("!HHHHHH", ident, 0x8000 | 0x0400 | rd | 0x0080 | rcode,
                           1 if question else 0, len(answers), len(authority), 0)

@@ -46,8 +46,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from .cluster import ControlPlane, ControlPlaneUnavailable, cache_dir, free_port
 from . import dns
+from .cluster import ControlPlane, ControlPlaneUnavailable, cache_dir, free_port
 
 T = TypeVar("T")
 
@@ -69,7 +69,9 @@ SYSCTLS = (
     "kernel.panic", "kernel.panic_on_oops", "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes",
     "net.bridge.bridge-nf-call-iptables",
 )
-STARTED_EXECUTABLES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubelet", "kube-scheduler", "kube-proxy", "containerd")
+STARTED_EXECUTABLES = (
+    "etcd", "kube-apiserver", "kube-controller-manager", "kubelet", "kube-scheduler", "kube-proxy", "containerd",
+)
 NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-proxy", "pause")
 HOST_TOOLS = ("containerd", "ctr", "runc", "containerd-shim-runc-v2", "ip", "iptables")
 BUILD_HINT = "run scripts/test-cluster.sh build"
@@ -342,7 +344,7 @@ class RealNode:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     os.close(fd)
-                    raise NodeUnavailable(f"another test node holds {STATE_DIR / 'lock'} for over {lock_timeout}s")
+                    raise NodeUnavailable(f"another test node holds {STATE_DIR / 'lock'} for over {lock_timeout}s") from None
                 time.sleep(1)
         self._lock_fd = fd
         try:
@@ -445,7 +447,8 @@ class RealNode:
                 loader = threading.Thread(target=load, daemon=True)
                 loader.start()
             self._spawn_dns(plane)
-            kubeconfigs = {u: plane.user_kubeconfig(u) for u in (f"system:node:{NODE_NAME}", "system:kube-scheduler", "system:kube-proxy")}
+            users = (f"system:node:{NODE_NAME}", "system:kube-scheduler", "system:kube-proxy")
+            kubeconfigs = {u: plane.user_kubeconfig(u) for u in users}
             self._start_kubelet(kubeconfigs[f"system:node:{NODE_NAME}"])
             k = kubeconfigs["system:kube-scheduler"]
             self._spawn("kube-scheduler", [
@@ -525,7 +528,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 "type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
                 "ipam": {
                     "type": "host-local", "dataDir": str(self.workdir / "cni" / "ipam"),
-                    "ranges": [[{"subnet": POD_CIDR, "rangeStart": "198.18.0.10", "rangeEnd": "198.18.0.250", "gateway": GATEWAY}]],
+                    "ranges": [[{"subnet": POD_CIDR, "rangeStart": "198.18.0.10", "rangeEnd": "198.18.0.250",
+                                 "gateway": GATEWAY}]],
                     "routes": [{"dst": "0.0.0.0/0"}],
                 },
             }],
@@ -638,7 +642,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             else:
                 last = proc.stderr.strip()
             time.sleep(0.5)
-        raise NodeUnavailable(f"node {NODE_NAME} not Ready after {timeout}s: {last}\n--- kubelet:\n{self.logs('kubelet')[-4000:]}")
+        kubelet = self.logs("kubelet")[-4000:]
+        raise NodeUnavailable(f"node {NODE_NAME} not Ready after {timeout}s: {last}\n--- kubelet:\n{kubelet}")
 
     # -- images ---------------------------------------------------------------------------------
     def import_image(self, archive: str | Path) -> str:
@@ -952,7 +957,8 @@ class RealCluster:
         assert self.plane is not None
         return self.plane.kubectl(*args, **kw)
 
-    def apply(self, manifest: dict[str, Any] | str, namespace: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def apply(self, manifest: dict[str, Any] | str, namespace: str | None = None,
+              check: bool = True) -> subprocess.CompletedProcess[str]:
         assert self.plane is not None
         return self.plane.apply(manifest, namespace, check)
 
