@@ -122,7 +122,6 @@ RUN case "${FRAMEWORKS}" in all) ;; pytorch) ;; \
       "pyyaml==6.0.4" \
       "jsonschema==4.26.0" \
       "prometheus-client==0.26.0" \
-      "mlxtend==0.25.0" \
       "psutil==7.2.2" \
       "numba==0.68.1" \
       "ml_dtypes==0.6.0"

