@@ -3,6 +3,7 @@
 The operator reads the servers that do not simulate Byzantine behaviour and reports the reply with
 the median step, so one lagging or lying server moves neither the step nor the accuracy shown by
 ``kubectl get btj``. Replies are untrusted input: anything non-numeric or non-finite is dropped.
+The summary itself is ``garfield.observability.status``, shared with ``garfield run``'s bar.
 Where replies come from is pluggable (:class:`StatusSource`): the default reads HTTP from the
 pod's IP; tests serve a real ``/status`` from a loopback address they write as the pod's IP.
 """

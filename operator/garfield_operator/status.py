@@ -8,9 +8,9 @@ last looked.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Any, Iterable
 
+from garfield.observability.status import summarize
 from garfield.plan import Plan
 
 from garfield_operator import constants as C
@@ -99,27 +99,21 @@ def patch_for(previous: Status, new: Status) -> Status | None:
 # -- status.progress: from the correct primaries' /status replies or termination messages ------
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def summarize_progress(replies: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any] | None:
-    """The median-step reply as status.progress fields (None when no reply is usable)."""
-    usable = [r for r in replies if _number(r.get("step")) is not None]
-    if not usable:
+    """The median-step reply as status.progress fields (None when no reply is usable).
+
+    The summary is garfield's own (`garfield.observability.status`, shared with `garfield run`'s bar):
+    non-finite values are already dropped there, so none reaches the status as JSON NaN.
+    """
+    summary = summarize(replies)
+    if summary is None:
         return None
-    usable.sort(key=lambda r: r["step"])
-    mid = usable[(len(usable) - 1) // 2]
-    out: dict[str, Any] = {"step": int(mid["step"])}
-    for src, dst in (("loss", "loss"), ("accuracy", "accuracy"), ("steps_per_second", "stepsPerSecond")):
-        value = _number(mid.get(src))
+    out: dict[str, Any] = {"step": summary.step}
+    for key, value in (("loss", summary.loss), ("accuracy", summary.accuracy), ("stepsPerSecond", summary.steps_per_second)):
         if value is not None:
-            out[dst] = round(value, 6)
-    rejected = mid.get("rejected")
-    if isinstance(rejected, dict):
-        out["rejectedMessages"] = int(sum(v for v in rejected.values() if _number(v) is not None and v >= 0))
+            out[key] = round(value, 6)
+    if summary.rejected is not None:
+        out["rejectedMessages"] = summary.rejected
     out["updateTime"] = rfc3339(now)
     return out
 

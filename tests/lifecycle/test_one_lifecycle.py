@@ -22,8 +22,10 @@ import pytest
 import yaml
 
 from garfield.launcher import children as proc
-from garfield.launcher.local import _Display, _Supervisor, loopback_for
+from garfield.launcher.display import Display
+from garfield.launcher.local import loopback_for
 from garfield.launcher.summary import FAILED, SUCCEEDED
+from garfield.launcher.supervision import Supervisor
 from garfield.plan import make_plan
 from garfield.spec.validation import validate_manifest
 
@@ -113,7 +115,7 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 def local_verdict(s: Scenario, tmp_path: Path, started: list[subprocess.Popen[bytes]]) -> tuple[str | None, str]:
     job = validate_manifest(copy.deepcopy(s.manifest))
     plan = make_plan(job, loopback_for(job))
-    supervisor = _Supervisor(job, plan, tmp_path, None, 1.0, _Display(None, False), lambda r: [])
+    supervisor = Supervisor(job, plan, tmp_path, None, 1.0, Display(None, False), lambda r: [])
     for replica in plan.replicas:
         state = s.states.get(replica.name, s.default)
         log = tmp_path / f"{replica.name}.log"

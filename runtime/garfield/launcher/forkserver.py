@@ -23,17 +23,14 @@ children and reports each exit status (Popen's convention: negative = killed by 
 launcher, where :class:`ForkedProcess` offers the part of ``subprocess.Popen`` that
 :mod:`garfield.launcher.children` uses, so its supervision does not change.
 
-Protocol: JSON lines on a socketpair. Launcher -> server: ``{"op": "preload", ...}`` once, then
-``{"op": "spawn", "id", "argv", "env", "cwd", "log"}``; closing the socket stops the server (which
-SIGKILLs whatever children are left). Server -> launcher: ``{"ready", ...}``, ``{"spawned": id,
-"pid"}`` (or ``"error"``), ``{"exited": pid, "returncode"}``.
+The launcher <-> server messages are in :mod:`garfield.launcher.forkwire`, the preload in
+:mod:`garfield.launcher.forkpreload`, the server's loop and the child side in :mod:`garfield.launcher.forkserve`;
+this module is the launcher's handle and the server's command line.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import os
 import select
 import signal
@@ -42,15 +39,16 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from garfield.launcher import lifeline
+from garfield.launcher.forkpreload import warm_rules
+from garfield.launcher.forkserve import serve
+from garfield.launcher.forkwire import decode, encode
 
 ENV_FORK_SERVER = "GARFIELD_FORK_SERVER"  # "0" disables the fork server (fresh processes per replica)
-ENV_FORKED_AT = "GARFIELD_FORKED_AT"  # wall-clock time of the fork, for the node's start-up breakdown
 
 # What every PyTorch replica imports, in dependency order; grpc-free by construction
 # (garfield.proto, garfield.transport and garfield.protocol import grpc: they load after the fork).
@@ -63,9 +61,6 @@ TORCH_PRELOAD: tuple[str, ...] = (
     "garfield.observability.state", "garfield.observability.http", "garfield.observability.logs",
     "garfield.data.mnist", "garfield.data.torchdata", "garfield.node", "garfield.cli", "garfield.launcher.lifeline",
 )
-
-
-# ============================================================== launcher side
 
 
 @dataclass
@@ -178,7 +173,7 @@ class ForkServer:
 
     # -- messages ----------------------------------------------------------------------------------
     def _send(self, message: dict[str, Any]) -> None:
-        data = (json.dumps(message) + "\n").encode()
+        data = encode(message)
         with self._send_lock:
             try:
                 self._sock.sendall(data)
@@ -188,7 +183,7 @@ class ForkServer:
     def _read_loop(self) -> None:
         for line in self._file:
             try:
-                message = json.loads(line)
+                message = decode(line)
             except ValueError:
                 continue
             if "ready" in message:
@@ -312,285 +307,6 @@ def _wait_pid_gone(pid: int, timeout: float = 30.0) -> None:
         select.select([fd], [], [], timeout)
     finally:
         os.close(fd)
-
-
-# ============================================================== server side
-
-
-def warm_rules(spec: Mapping[str, Any] | None, names: Sequence[tuple[str, dict[str, Any], int, int]] = (),
-               dtypes: Sequence[str] = ("float32",)) -> list[str]:
-    """Run each aggregation rule the job uses (or `names`: rule, params, n, f) once on small inputs
-    of each dtype: loads (or compiles and caches) the numba kernels behind them. Returns the rules warmed."""
-    import torch
-
-    from garfield.aggregators import aggregate
-
-    rules = list(names)
-    if spec is not None:
-        for role in ("servers", "workers"):
-            section = spec.get(role) or {}
-            gar = section.get("gar") or {}
-            replicas, f = int(section.get("replicas", 0) or 0), int(section.get("byzantine", 0) or 0)
-            if gar.get("name") and replicas:
-                rules.append((gar["name"], dict(gar.get("params") or {}), max(1, replicas - f), f))
-    warmed = []
-    generator = torch.Generator().manual_seed(0)
-    for name, params, n, f in rules:
-        if n < 2:
-            continue
-        for dtype in dtypes:
-            aggregate(name, torch.randn(n, 256, generator=generator, dtype=getattr(torch, dtype)), f, **params)
-        warmed.append(name)
-    return warmed
-
-
-def warm_task(spec: Mapping[str, Any]) -> str:
-    """Build the job's task once and take one training step, one update and one evaluation with it
-    on the CPU: the task's module, its data (cached in memory) and the lazily imported parts of
-    torch (the optimizer pulls in torch._dynamo: seconds) are then shared by every fork. Never
-    touches CUDA: a CUDA context does not survive a fork."""
-    from garfield.adapters.pytorch import TorchAdapter
-    from garfield.spec.model import from_dict
-    from garfield.task import load_task
-
-    task_spec = spec.get("task") or {}
-    entrypoint = str(task_spec.get("entrypoint", ""))
-    if not entrypoint:
-        return ""
-    job = from_dict(dict(spec))
-    adapter = TorchAdapter(load_task(entrypoint, task_spec.get("args") or {}), job, "worker", 0, device="cpu")
-    gradient, _ = adapter.compute_gradient()
-    adapter.apply_gradient(adapter.momentum(None, gradient, 0.9))
-    adapter.from_numpy(adapter.to_numpy(adapter.get_params()))
-    adapter.evaluate(max_batches=1)
-    return entrypoint
-
-
-def _preload(message: Mapping[str, Any]) -> dict[str, Any]:
-    started = time.monotonic()
-    failed: dict[str, str] = {}
-    cpu: dict[str, float] = {}  # CPU seconds per preloaded module / warm-up step: the breakdown to optimise
-    threads = int(message.get("threads") or 1)
-
-    def timed(name: str, step: Callable[[], Any]) -> Any:
-        before = time.process_time()
-        try:
-            return step()
-        except Exception as exc:  # the child does it again and reports the error in its own log
-            failed[name] = f"{type(exc).__name__}: {exc}"
-            return None
-        finally:
-            if (spent := time.process_time() - before) >= 0.01:
-                cpu[name] = round(spent, 3)
-
-    for name in message.get("modules") or ():
-        timed(name, lambda: importlib.import_module(name))  # noqa: B023 - called at once
-        if name == "torch" and "torch" in sys.modules:
-            # one thread here, whatever a child wants: no OpenMP pool may exist at fork time
-            sys.modules["torch"].set_num_threads(1)
-    imported = time.monotonic()
-    spec = message.get("spec")
-    warmed: list[str] = []
-    if spec:
-        timed("warm: task (model, data, one step, optimizer, evaluation)", lambda: warm_task(spec))
-        warmed = timed("warm: aggregation rules", lambda: warm_rules(spec)) or []
-    done = time.monotonic()
-    for name, error in failed.items():
-        print(f"forkserver: preloading {name} failed: {error}", file=sys.stderr, flush=True)
-    return {"ready": True, "pid": os.getpid(), "grpc": any(m == "grpc" or m.startswith("grpc.") for m in sys.modules),
-            "threads": threading.active_count(), "os_threads": _os_threads(), "import_seconds": round(imported - started, 3),
-            "warm_seconds": round(done - imported, 3), "cpu_seconds": round(time.process_time(), 3), "cpu_breakdown": cpu,
-            "rules": warmed, "failed": failed, "child_threads": threads}
-
-
-def _os_threads() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return -1
-
-
-def _exit_code(exc: SystemExit) -> int:
-    """What the interpreter would exit with for this SystemExit."""
-    code = exc.code
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    print(code, file=sys.stderr)
-    return 1
-
-
-def _child(request: Mapping[str, Any], server_pid: int, cleanup: Callable[[], None]) -> None:
-    """In the forked child: become the replica described by `request`, run it, exit. Never returns."""
-    code = 1
-    try:
-        os.setpgid(0, 0)
-        lifeline.set_death_signal(signal.SIGKILL)
-        if os.getppid() != server_pid:  # the server died before the signal was armed
-            os._exit(lifeline.ORPHANED_EXIT)
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
-        cleanup()  # the server's socket and wake-up pipe are not the replica's
-        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
-        os.close(null)
-        if request.get("cwd"):
-            os.chdir(request["cwd"])
-        env = dict(request.get("env") or {})
-        argv = list(request["argv"])
-        role, index = env.get("GARFIELD_ROLE"), env.get("GARFIELD_INDEX")
-        lifeline.set_name(f"{role}-{index}" if role and index else _short_name(argv[1:]))
-        env[lifeline.ENV_PARENT_PID] = str(server_pid)
-        env[ENV_FORKED_AT] = repr(time.time())
-        os.environ.clear()
-        os.environ.update(env)
-        torch = sys.modules.get("torch")
-        if torch is not None and env.get("OMP_NUM_THREADS", "").isdigit():
-            torch.set_num_threads(max(1, int(env["OMP_NUM_THREADS"])))  # torch read the server's at import
-        try:
-            lifeline.run_target(argv[1:])
-            code = 0
-        except SystemExit as exc:
-            code = _exit_code(exc)
-        except KeyboardInterrupt:
-            code = 130
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-    except BaseException:
-        try:
-            traceback.print_exc()
-        finally:
-            os._exit(1)
-    lifeline.exit_now(code)
-
-
-def _short_name(target: Sequence[str]) -> str:
-    """What `ps -o comm` shows for a fork that is no replica: the module, the script, or "python -c"."""
-    if target[:1] == ["-m"] and len(target) > 1:
-        return target[1]
-    if target[:1] == ["-c"]:
-        return "python -c"
-    return os.path.basename(target[0]) if target else "python"
-
-
-def _returncode(status: int) -> int:
-    return os.waitstatus_to_exitcode(status)
-
-
-def serve(fd: int) -> int:
-    """The server's loop: preload, then fork on request and report exits until the launcher hangs up."""
-    lifeline.arm()
-    server_pid = os.getpid()
-    sock = socket.socket(fileno=fd)
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    children: set[int] = set()
-    buffer = bytearray()
-
-    def send(message: dict[str, Any]) -> None:
-        try:
-            sock.sendall((json.dumps(message) + "\n").encode())
-        except OSError:
-            pass
-
-    def reap() -> None:
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            children.discard(pid)
-            note({"exited": pid, "returncode": _returncode(status)})
-
-    def note(message: dict[str, Any]) -> None:
-        """Send to the launcher, and keep a timestamped line in the server's log (for diagnostics)."""
-        send(message)
-        print(json.dumps({"ts": round(time.time(), 3), **message}), file=sys.stderr, flush=True)
-
-    def cleanup_in_child() -> None:
-        sock.close()
-        os.close(wake_r)
-        os.close(wake_w)
-
-    def requests() -> list[dict[str, Any]] | None:
-        """The complete lines received so far; None once the launcher hung up."""
-        try:
-            chunk = sock.recv(1 << 20)
-        except (BlockingIOError, InterruptedError):
-            return []
-        if not chunk:
-            return None
-        buffer.extend(chunk)
-        lines = []
-        while (end := buffer.find(b"\n")) >= 0:
-            lines.append(json.loads(bytes(buffer[:end])))
-            del buffer[:end + 1]
-        return lines
-
-    try:
-        batch: list[dict[str, Any]] | None = []
-        while batch is not None and not batch:
-            batch = requests()  # blocking: the preload message comes first
-        if batch is None:
-            return 0
-        info = _preload(batch.pop(0))
-        print(json.dumps({"ts": round(time.time(), 3), "msg": "ready", **info}), file=sys.stderr, flush=True)
-        send(info)
-        sock.setblocking(False)
-        while True:
-            for request in batch:
-                if request.get("op") != "spawn":
-                    continue
-                try:
-                    pid = os.fork()
-                except OSError as exc:
-                    send({"spawned": request["id"], "error": f"fork failed: {exc}"})
-                    continue
-                if pid == 0:
-                    _child(request, server_pid, cleanup_in_child)
-                try:
-                    os.setpgid(pid, pid)  # the child does it too: whichever runs first, the group exists
-                except OSError:
-                    pass  # the child already did, or already exited
-                children.add(pid)
-                note({"spawned": request["id"], "pid": pid})
-            reap()  # a child may have exited before it was counted
-            watched: list[socket.socket | int] = [sock, wake_r]
-            ready, _, _ = select.select(watched, [], [])
-            if wake_r in ready:
-                try:
-                    while os.read(wake_r, 512):
-                        pass
-                except BlockingIOError:
-                    pass
-            batch = requests() if sock in ready else []
-            if batch is None:
-                return 0
-    finally:
-        for pid in list(children):
-            for kill in (os.killpg, os.kill):
-                try:
-                    kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        for pid in list(children):
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
