@@ -78,19 +78,9 @@ if [[ -s "$CA_BUNDLE" ]]; then
   BUILD_ARGS+=(--build-arg SSL_CERT_FILE=/mnt/ca-certificates.crt)
 fi
 
-install_apt_packages() {
-  local missing=() p
-  for p in "${APT_PACKAGES[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    log "installing apt packages: ${missing[*]}"
-    local sudo=""
-    [[ $(id -u) -eq 0 ]] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
+# install_apt_packages (APT_PACKAGES as set above)
+# shellcheck source=lib/apt.sh
+source "$REPO/scripts/lib/apt.sh"
 
 # ------------------------------------------------------------------ debian:12.12-slim stand-in
 # debootstrap --variant=minbase (about 1 min, network to the Debian mirror), trimmed like Docker's

@@ -79,19 +79,9 @@ build_node_image() {
   rm -rf --one-file-system "$root"
 }
 
-install_apt_packages() {
-  local missing=() p
-  for p in "${APT_PACKAGES[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    log "installing apt packages: ${missing[*]}"
-    local sudo=""
-    [[ $(id -u) -eq 0 ]] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
+# install_apt_packages (APT_PACKAGES as set above)
+# shellcheck source=lib/apt.sh
+source "$REPO/scripts/lib/apt.sh"
 
 # A private apt configuration whose sources add deb-src, so `apt-get source` works without
 # touching the system's sources.

@@ -6,15 +6,11 @@ missing it fails with "run scripts/test-cluster.sh build", so CI cannot silently
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from support.cluster import ControlPlane, ControlPlaneUnavailable  # noqa: E402
+from support.cluster import ControlPlane, ControlPlaneUnavailable
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -32,8 +33,12 @@ def test_gpu_check_passes_on_the_cpu_and_covers_every_rule_and_framework(tmp_pat
 
 def test_gpu_check_reports_a_rule_that_disagrees_with_the_cpu() -> None:
     """The check can fail: a device result that differs from the CPU one is reported as not ok."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    import gpu_check
+    # Loaded from its file: bench/ is not on sys.path (its operator.py would shadow the stdlib's).
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
+    assert spec is not None and spec.loader is not None
+    gpu_check = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = gpu_check
+    spec.loader.exec_module(gpu_check)
 
     def krum_off_by_one(name: str, rows: torch.Tensor, f: int, **params: object) -> torch.Tensor:
         result = gpu_check.aggregate(name, rows, f, **params)

@@ -12,22 +12,15 @@ import yaml
 
 from support.cluster import ControlPlane
 from support.crd import install_crd
+from support.manifests import job
 
 pytestmark = pytest.mark.cluster
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 NS = "crd-tests"
 
-BASE = {
-    "apiVersion": "garfield.dev/v1alpha1",
-    "kind": "ByzantineTrainingJob",
-    "metadata": {"name": "bad"},
-    "spec": {
-        "task": {"entrypoint": "garfield.tasks.mnist:mlp"},
-        "servers": {"replicas": 1},
-        "workers": {"replicas": 5, "byzantine": 1, "gar": {"name": "median"}},
-    },
-}
+# Valid: one server (byzantine and gar left to their defaults), five workers (f=1, median), no training block.
+BASE = job("bad", servers=1, server_f=None, server_gar=None, workers=5, worker_f=1, gar="median", training=None)
 
 
 def _with(path: str, value: object) -> dict:

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from helm_support import CHART, RELEASE_NAMESPACE, REPO
+from support import manifests
 from support.cluster import ControlPlane, free_port
 from support.kubelet import FakeKubelet
 
@@ -67,17 +68,8 @@ DENIED = [
     ("escalate", "clusterroles.rbac.authorization.k8s.io", []), ("impersonate", "serviceaccounts", []),
 ]
 
-JOB = {
-    "apiVersion": "garfield.dev/v1alpha1",
-    "kind": "ByzantineTrainingJob",
-    "metadata": {"name": "rbac-proof"},
-    "spec": {
-        "task": {"entrypoint": "garfield.tasks.mnist:mlp"},
-        "servers": {"replicas": 1},
-        "workers": {"replicas": 4, "byzantine": 1, "gar": {"name": "median"}},
-        "training": {"steps": 10},
-    },
-}
+JOB = manifests.job("rbac-proof", servers=1, server_f=None, server_gar=None, workers=4, worker_f=1,
+                    training={"steps": 10})
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.25) -> T:

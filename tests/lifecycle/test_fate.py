@@ -14,24 +14,17 @@ from garfield.lifecycle import Health, Phase, Reason, ReplicaState, decide
 from garfield.spec.kinds import Role, Topology
 from garfield.spec.validation import validate_manifest
 
+from support import manifests
+
 R, F, L, S = Health.RUNNING, Health.FINISHED, Health.LOST, Health.STARTING
 
 
 def spec(servers: int | None, server_f: int, workers: int, worker_f: int,
          server_attack: int = 0, worker_attack: int = 0) -> Any:
-    body: dict[str, Any] = {"task": {"entrypoint": "garfield.tasks.mnist:mlp"},
-                            "workers": {"replicas": workers, "byzantine": worker_f}, "training": {"steps": 10}}
-    if servers is not None:
-        body["servers"] = {"replicas": servers, "byzantine": server_f}
-    attack = {}
-    if worker_attack:
-        attack["workers"] = {"count": worker_attack, "name": "signflip"}
-    if server_attack:
-        attack["servers"] = {"count": server_attack, "name": "random"}
-    if attack:
-        body["attack"] = attack
-    manifest = {"apiVersion": "garfield.dev/v1alpha1", "kind": "ByzantineTrainingJob",
-                "metadata": {"name": "j"}, "spec": body}
+    manifest = manifests.job(servers=servers, server_f=server_f, server_gar=None, workers=workers, worker_f=worker_f,
+                             gar=None, training={"steps": 10},
+                             attack=manifests.attack(workers=(worker_attack, "signflip") if worker_attack else None,
+                                                     servers=(server_attack, "random") if server_attack else None) or None)
     return validate_manifest(manifest).spec
 
 

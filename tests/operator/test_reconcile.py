@@ -1,7 +1,9 @@
 """The operator's decisions as pure functions: observed job + pods + clock -> what to do.
 
-No cluster: these pin every policy's edge (f, backoff, deadline, suspend, completion quorum,
-cleanPodPolicy, TTL, idempotence) in milliseconds; the cluster tests show the same paths live.
+No cluster: pod creation and rendering, progress, idempotence and the job's lifecycle around the
+policies, in milliseconds; each run policy's edges are pinned in its own file, tests/operator/policies/
+(failure and backoff, deadline, suspend, completion quorum, cleanPodPolicy, TTL). The cluster tests
+show the same paths live.
 """
 
 from __future__ import annotations
@@ -9,76 +11,12 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-from typing import Any
-
-import pytest
 
 from garfield_operator import constants as C
 from garfield_operator.reconcile import Decision, Observed, decide
 from garfield_operator.rendering import render_pod
 
-T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
-IMAGE = "registry.test/garfield:1"
-
-
-def job(workers: int = 5, worker_f: int = 1, servers: int | None = 1, server_f: int = 0, gar: str = "median",
-        run_policy: dict[str, Any] | None = None, status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "apiVersion": "garfield.dev/v1alpha1", "kind": "ByzantineTrainingJob",
-        "metadata": {"name": "j", "namespace": "ns", "uid": "uid-1", "generation": 1},
-        "spec": {"task": {"entrypoint": "garfield.tasks.mnist:mlp"},
-                 "workers": {"replicas": workers, "byzantine": worker_f, "gar": {"name": gar}},
-                 "training": {"steps": 100}, "runPolicy": run_policy or {}, **spec},
-    }
-    if servers is not None:
-        body["spec"]["servers"] = {"replicas": servers, "byzantine": server_f, "gar": {"name": "median"}}
-    if status is not None:
-        body["status"] = status
-    return body
-
-
-def apply(body: dict[str, Any], d: Decision) -> dict[str, Any]:
-    """The job as stored after the decision's status patch (JSON merge patch of status keys)."""
-    out = copy.deepcopy(body)
-    st = out.setdefault("status", {})
-    for k, v in (d.status_patch or {}).items():
-        if v is None:
-            st.pop(k, None)
-        else:
-            st[k] = v
-    return out
-
-
-def pod(manifest: dict[str, Any], phase: str = "Pending", ready: bool = False, ip: str = "",
-        terminated: dict[str, Any] | None = None, deleting: bool = False, uid: str = "") -> dict[str, Any]:
-    p = copy.deepcopy(manifest)
-    p["metadata"]["uid"] = uid or f"uid-{p['metadata']['name']}"
-    if deleting:
-        p["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:00Z"
-    status: dict[str, Any] = {"phase": phase, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
-    if ip:
-        status["podIP"] = ip
-    if terminated:
-        status["containerStatuses"] = [{"name": "garfield", "state": {"terminated": terminated}}]
-    p["status"] = status
-    return p
-
-
-def first_pass(body: dict[str, Any]) -> tuple[dict[str, Any], Decision]:
-    d = decide(Observed(body, [], False, T0), IMAGE)
-    return apply(body, d), d
-
-
-def running(body: dict[str, Any], created: list[dict[str, Any]], **overrides: str) -> list[dict[str, Any]]:
-    """Every created pod Running and Ready, except those named in overrides (name -> phase)."""
-    out = []
-    for m in created:
-        name = m["metadata"]["name"]
-        phase = overrides.get(name, "Running")
-        term = {"exitCode": 0 if phase == "Succeeded" else 1, "reason": "Completed" if phase == "Succeeded" else "Error"}
-        out.append(pod(m, phase, ready=phase == "Running", ip="10.0.0.1",
-                       terminated=term if phase in ("Succeeded", "Failed") else None))
-    return out
+from support.decisions import IMAGE, T0, apply, first_pass, job, pod, running, running_job
 
 
 def test_fresh_job_creates_service_and_every_pod_once() -> None:
@@ -133,18 +71,8 @@ def test_invalid_spec_fails_once_with_one_event_and_creates_nothing() -> None:
     assert d2.events == [] and d2.status_patch is None
 
 
-def _running_job(**kw: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    body = job(**kw)
-    stored, d = first_pass(body)
-    pods = running(stored, d.create_pods)
-    d2 = decide(Observed(stored, pods, True, T0), IMAGE)
-    stored = apply(stored, d2)
-    assert stored["status"]["phase"] == C.RUNNING
-    return stored, d.create_pods
-
-
 def test_running_sets_progress_targets_of_correct_servers_only() -> None:
-    stored, created = _running_job(servers=4, server_f=1, attack={"servers": {"count": 1, "name": "random"}})
+    stored, created = running_job(servers=4, server_f=1, attack={"servers": {"count": 1, "name": "random"}})
     pods = running(stored, created)
     d = decide(Observed(stored, pods, True, T0), IMAGE)
     assert [t.pod for t in d.progress_targets] == ["j-server-0", "j-server-1", "j-server-2"]
@@ -152,108 +80,8 @@ def test_running_sets_progress_targets_of_correct_servers_only() -> None:
     assert d.status_patch["progress"] == {"step": 7, "loss": 0.3, "updateTime": "x", "totalSteps": 100}
 
 
-def test_failure_within_f_recreates_as_replacement() -> None:
-    stored, created = _running_job()
-    pods = running(stored, created, **{"j-worker-2": "Failed"})
-    d = decide(Observed(stored, pods, True, T0), IMAGE)
-    assert [(x.name, x.grace_seconds) for x in d.delete_pods] == [("j-worker-2", 0)]
-    assert [p["metadata"]["name"] for p in d.create_pods] == ["j-worker-2"]
-    assert d.create_pods[0]["metadata"]["annotations"][C.ANNOTATION_REPLACEMENT] == "true"
-    stored = apply(stored, d)
-    assert stored["status"]["restarts"] == 1 and stored["status"]["replicaStatuses"]["workers"]["failed"] == 1
-    assert stored["status"]["phase"] == C.RUNNING  # 4 of 5 workers still form the quorum
-    assert any(e.reason == C.R_POD_FAILED and "j-worker-2" in e.message for e in d.events)
-    # The replacement is pending: the worker is still lost; one more failure is f+1.
-    pods = [p for p in pods if p["metadata"]["name"] != "j-worker-2"] + [pod(d.create_pods[0])]
-    pods = [pod(p, "Failed", terminated={"exitCode": 2}) if p["metadata"]["name"] == "j-worker-0" else p for p in pods]
-    d = decide(Observed(stored, pods, True, T0), IMAGE)
-    stored = apply(stored, d)
-    assert stored["status"]["phase"] == C.FAILED
-    cond = next(c for c in stored["status"]["conditions"] if c["type"] == C.COND_FAILED)
-    assert cond["reason"] == C.R_TOO_MANY_FAILURES and "2 workers lost" in cond["message"]
-
-
-def test_restart_policy_never_keeps_running_within_f() -> None:
-    stored, created = _running_job(run_policy={"restartPolicy": "Never"})
-    pods = running(stored, created, **{"j-worker-1": "Failed"})
-    d = decide(Observed(stored, pods, True, T0), IMAGE)
-    assert d.create_pods == [] and d.delete_pods == []
-    stored = apply(stored, d)
-    assert stored["status"]["phase"] == C.RUNNING and stored["status"]["replicaStatuses"]["workers"]["failed"] == 1
-
-
-def test_backoff_limit_exceeded() -> None:
-    stored, created = _running_job(run_policy={"backoffLimit": 0})
-    pods = running(stored, created, **{"j-worker-1": "Failed"})
-    stored = apply(stored, decide(Observed(stored, pods, True, T0), IMAGE))
-    cond = next(c for c in stored["status"]["conditions"] if c["type"] == C.COND_FAILED)
-    assert cond["reason"] == C.R_BACKOFF_LIMIT and "backoffLimit=0" in cond["message"]
-
-
-def test_ssmw_server_failure_fails_the_job() -> None:
-    """f=0 servers: losing the one server is more than f."""
-    stored, created = _running_job()
-    pods = running(stored, created, **{"j-server-0": "Failed"})
-    stored = apply(stored, decide(Observed(stored, pods, True, T0), IMAGE))
-    assert stored["status"]["phase"] == C.FAILED
-
-
-def test_deadline_fails_and_cleans_running_pods() -> None:
-    stored, created = _running_job(run_policy={"activeDeadlineSeconds": 60})
-    pods = running(stored, created)
-    d = decide(Observed(stored, pods, True, T0 + dt.timedelta(seconds=30)), IMAGE)
-    assert d.requeue_after == pytest.approx(30, abs=1)
-    d = decide(Observed(stored, pods, True, T0 + dt.timedelta(seconds=61)), IMAGE)
-    stored = apply(stored, d)
-    assert stored["status"]["phase"] == C.FAILED
-    assert {x.name for x in d.delete_pods} == {p["metadata"]["name"] for p in pods}
-
-
-def test_suspend_deletes_pods_and_resume_recreates_them() -> None:
-    stored, created = _running_job(run_policy={"activeDeadlineSeconds": 600})
-    stored["spec"]["runPolicy"]["suspend"] = True
-    pods = running(stored, created)
-    d = decide(Observed(stored, pods, True, T0), IMAGE)
-    assert len(d.delete_pods) == 6 and d.create_pods == []
-    stored = apply(stored, d)
-    assert stored["status"]["phase"] == C.SUSPENDED and "startTime" not in stored["status"]
-    stored["spec"]["runPolicy"]["suspend"] = False
-    later = T0 + dt.timedelta(hours=1)
-    d = decide(Observed(stored, [], True, later), IMAGE)
-    assert len(d.create_pods) == 6
-    assert not any(C.ANNOTATION_REPLACEMENT in p["metadata"].get("annotations", {}) for p in d.create_pods)
-    stored = apply(stored, d)
-    assert stored["status"]["startTime"] == "2026-01-01T13:00:00Z"  # the deadline clock restarts
-    assert {e.reason for e in d.events} >= {C.R_RESUMED}
-
-
-def test_completion_quorum_and_clean_pod_policy_running() -> None:
-    stored, created = _running_job(servers=4, server_f=1)
-    pods = running(stored, created, **{"j-server-0": "Succeeded", "j-server-1": "Succeeded"})
-    stored2 = apply(stored, decide(Observed(stored, pods, True, T0), IMAGE))
-    assert stored2["status"]["phase"] == C.RUNNING  # 2 of 4, quorum 3
-    pods = running(stored, created, **{f"j-server-{i}": "Succeeded" for i in range(3)})
-    d = decide(Observed(stored2, pods, True, T0), IMAGE)
-    stored3 = apply(stored2, d)
-    assert stored3["status"]["phase"] == C.SUCCEEDED and stored3["status"]["completionTime"]
-    # cleanPodPolicy Running: the still-running server and workers go, finished servers stay.
-    assert {x.name for x in d.delete_pods} == {"j-server-3"} | {f"j-worker-{i}" for i in range(5)}
-
-
-def test_ttl_deletes_the_job_after_completion() -> None:
-    stored, created = _running_job(run_policy={"ttlSecondsAfterFinished": 100, "cleanPodPolicy": "None"})
-    pods = running(stored, created, **{"j-server-0": "Succeeded"})
-    d = decide(Observed(stored, pods, True, T0), IMAGE)
-    stored = apply(stored, d)
-    assert stored["status"]["phase"] == C.SUCCEEDED and d.delete_pods == [] and d.requeue_after == pytest.approx(100)
-    d = decide(Observed(stored, pods, True, T0 + dt.timedelta(seconds=50)), IMAGE)
-    assert not d.delete_job and d.requeue_after == pytest.approx(50)
-    d = decide(Observed(stored, pods, True, T0 + dt.timedelta(seconds=100)), IMAGE)
-    assert d.delete_job
-
-
 def test_terminating_pod_is_not_recreated_until_gone() -> None:
-    stored, created = _running_job()
+    stored, created = running_job()
     pods = running(stored, created)
     pods[2] = pod(created[2], "Running", deleting=True)
     d = decide(Observed(stored, pods, True, T0), IMAGE)
@@ -261,7 +89,7 @@ def test_terminating_pod_is_not_recreated_until_gone() -> None:
 
 
 def test_pods_outside_the_plan_are_deleted() -> None:
-    stored, created = _running_job()
+    stored, created = running_job()
     body = copy.deepcopy(stored)
     body["spec"]["workers"]["replicas"] = 4
     pods = running(stored, created)
@@ -270,7 +98,7 @@ def test_pods_outside_the_plan_are_deleted() -> None:
 
 
 def test_condition_transition_time_kept_while_status_unchanged() -> None:
-    stored, created = _running_job()
+    stored, created = running_job()
     pods = running(stored, created)
     before = {c["type"]: c["lastTransitionTime"] for c in stored["status"]["conditions"]}
     d = decide(Observed(stored, pods, True, T0 + dt.timedelta(minutes=5)), IMAGE)
@@ -320,7 +148,7 @@ def test_decentralized_job_runs_peers_and_completes_on_peer_quorum() -> None:
 
 
 def test_finished_job_edited_into_an_invalid_spec_keeps_its_outcome() -> None:
-    stored, created = _running_job()
+    stored, created = running_job()
     pods = running(stored, created, **{"j-server-0": "Succeeded"})
     stored = apply(stored, decide(Observed(stored, pods, True, T0), IMAGE))
     assert stored["status"]["phase"] == C.SUCCEEDED
@@ -336,7 +164,7 @@ def test_finished_job_edited_into_an_invalid_spec_keeps_its_outcome() -> None:
 def test_success_reports_the_final_result_from_termination_messages() -> None:
     """A finished server's status endpoint is gone: its container's termination message (its last
     status, written by the node) becomes status.progress, median step over the correct servers."""
-    stored, created = _running_job(servers=4, server_f=1)
+    stored, created = running_job(servers=4, server_f=1)
     finals = {"j-server-0": {"step": 100, "accuracy": 0.93, "loss": 0.2, "rejected": {"stale": 2}},
               "j-server-1": {"step": 100, "accuracy": 0.94, "loss": 0.19},
               "j-server-2": {"step": 99, "accuracy": 0.10}}
@@ -353,7 +181,7 @@ def test_success_reports_the_final_result_from_termination_messages() -> None:
 
 
 def test_success_without_termination_messages_keeps_the_last_progress() -> None:
-    stored, created = _running_job(servers=4, server_f=1)
+    stored, created = running_job(servers=4, server_f=1)
     stored["status"]["progress"] = {"step": 97, "accuracy": 0.9, "totalSteps": 100}
     pods = running(stored, created, **{f"j-server-{i}": "Succeeded" for i in range(3)})
     stored = apply(stored, decide(Observed(stored, pods, True, T0), IMAGE))

@@ -17,6 +17,8 @@ from garfield.spec.validation import validate_manifest
 from garfield.transport import Peer, start_server, tensor_request
 from garfield.wire import Expect, encode
 
+from support.manifests import job
+
 D = 1000
 
 
@@ -128,10 +130,8 @@ def test_an_attacker_that_goes_quiet_is_waited_for_once_then_left_out() -> None:
 
 
 def _spec(attack: dict) -> object:
-    doc = {"apiVersion": "garfield.dev/v1alpha1", "kind": "ByzantineTrainingJob", "metadata": {"name": "s"},
-           "spec": {"framework": "pytorch", "task": {"entrypoint": "garfield.tasks.mnist:mlp"},
-                    "servers": {"replicas": 4, "byzantine": 1}, "workers": {"replicas": 7, "byzantine": 2},
-                    "training": {"steps": 1}, "attack": attack}}
+    doc = job("s", framework="pytorch", servers=4, server_f=1, server_gar=None, workers=7, worker_f=2, gar=None,
+              training={"steps": 1}, attack=attack)
     return validate_manifest(doc).spec
 
 

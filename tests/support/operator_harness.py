@@ -16,6 +16,7 @@ from typing import Any
 
 from kubernetes import client
 
+from support import manifests
 from support.cluster import ControlPlane, free_port
 from support.kubelet import wait_for
 
@@ -160,19 +161,6 @@ class Jobs:
 
 def job_manifest(name: str, *, servers: int | None = 1, server_f: int = 0, workers: int = 3, worker_f: int = 1,
                  gar: str = "median", run_policy: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ByzantineTrainingJob",
-        "metadata": {"name": name},
-        "spec": {
-            "task": {"entrypoint": "garfield.tasks.mnist:mlp"},
-            "workers": {"replicas": workers, "byzantine": worker_f, "gar": {"name": gar}},
-            "training": {"steps": 100},
-        },
-    }
-    if servers is not None:
-        body["spec"]["servers"] = {"replicas": servers, "byzantine": server_f, "gar": {"name": "median"}}
-    if run_policy:
-        body["spec"]["runPolicy"] = run_policy
-    body["spec"].update(spec)
-    return body
+    """manifests.job with three workers, the operator tests' usual size (runPolicy left out when empty)."""
+    return manifests.job(name, servers=servers, server_f=server_f, workers=workers, worker_f=worker_f, gar=gar,
+                         run_policy=run_policy or None, **spec)

@@ -21,9 +21,9 @@ from garfield.wire import encode, expect_for
 keras = pytest.importorskip("keras")
 from garfield.adapters.tensorflow import TensorFlowAdapter  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 from torch_wire_peer import DTYPES, LENGTH, bit_patterns  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
 
 TF_DTYPES = {"float32": "float32", "float64": "float64", "float16": "float16", "bfloat16": "bfloat16"}
 
