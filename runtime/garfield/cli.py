@@ -30,7 +30,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         spec = job.spec
         servers = (f"{spec.servers.replicas} servers (f={spec.servers.byzantine}, {spec.servers.gar.name})"
                    if spec.servers else "no servers")
-        workers = "peers" if spec.topology == "decentralized" else "workers"
+        workers = f"{spec.topology.worker_role}s"
         print(f"{path}: valid {spec.topology} job {job.name!r}: {servers}, {spec.workers.replicas} "
               f"{workers} (f={spec.workers.byzantine}, {spec.workers.gar.name})")
     return status
@@ -47,8 +47,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         return 1
     if args.loopback:
         spec = job.spec
-        roles = {"peer": spec.workers.replicas} if spec.topology == "decentralized" else {
-            "server": spec.servers.replicas if spec.servers else 0, "worker": spec.workers.replicas}
+        roles = {str(role): spec.role_spec(role).replicas for role in spec.topology.roles}
         addressing: Addressing = Loopback.sequential(roles, args.base_port)
     else:
         addressing = ClusterDNS(namespace=args.namespace or job.namespace)

@@ -32,14 +32,17 @@ from garfield.plan.replicas import (
     ENV_SERVERS,
     ENV_SPEC,
     ENV_WORKERS,
+    NodeConfig,
 )
+from garfield.spec.kinds import Role
+from garfield.spec.model import from_dict
 
-if TYPE_CHECKING:  # build_node imports it, with the rest of the node, only when it runs
+if TYPE_CHECKING:  # build_node imports them, with the rest of the node, only when it runs
+    from garfield.adapters.base import FrameworkAdapter
+    from garfield.observability.state import NodeState
     from garfield.protocol.base import ProtocolNode
 
 log = logging.getLogger("garfield.node")
-
-ROLES = ("server", "worker", "peer")
 
 
 class NodeConfigError(ValueError):
@@ -93,24 +96,11 @@ def _process_start_time() -> float | None:
         return None
 
 
-@dataclass
-class NodeEnv:
-    job: str
-    role: str
-    index: int
-    spec: dict[str, Any]
-    listen: str
-    metrics_port: int | None
-    servers: list[str]
-    workers: list[str]
-    attack: dict[str, Any] | None
-
-
 def _split(value: str) -> list[str]:
     return [a.strip() for a in value.split(",") if a.strip()]
 
 
-def read_env(env: Mapping[str, str] | None = None) -> NodeEnv:
+def read_env(env: Mapping[str, str] | None = None) -> NodeConfig:
     """Parse the replica contract; raises NodeConfigError naming the variable at fault."""
     env = os.environ if env is None else env
 
@@ -120,15 +110,17 @@ def read_env(env: Mapping[str, str] | None = None) -> NodeEnv:
             raise NodeConfigError(f"{name} is not set (garfield node is started by `garfield run` or the operator)")
         return value
 
-    role = need(ENV_ROLE)
-    if role not in ROLES:
-        raise NodeConfigError(f"{ENV_ROLE}={role!r}; expected one of {', '.join(ROLES)}")
+    given_role, given_index, given_spec = need(ENV_ROLE), need(ENV_INDEX), need(ENV_SPEC)
     try:
-        index = int(need(ENV_INDEX))
+        role = Role(given_role)
     except ValueError:
-        raise NodeConfigError(f"{ENV_INDEX}={env.get(ENV_INDEX)!r} is not an integer") from None
+        raise NodeConfigError(f"{ENV_ROLE}={given_role!r}; expected one of {', '.join(Role)}") from None
     try:
-        spec = json.loads(need(ENV_SPEC))
+        index = int(given_index)
+    except ValueError:
+        raise NodeConfigError(f"{ENV_INDEX}={given_index!r} is not an integer") from None
+    try:
+        spec = json.loads(given_spec)
     except json.JSONDecodeError as exc:
         raise NodeConfigError(f"{ENV_SPEC} is not JSON: {exc}") from None
     attack = None
@@ -144,25 +136,37 @@ def read_env(env: Mapping[str, str] | None = None) -> NodeEnv:
         metrics_port = int(metrics) if metrics else None
     except ValueError:
         raise NodeConfigError(f"{ENV_METRICS_PORT}={metrics!r} is not a port number") from None
-    node = NodeEnv(job=need(ENV_JOB_NAME), role=role, index=index, spec=spec, listen=need(ENV_LISTEN),
-                   metrics_port=metrics_port, servers=_split(env.get(ENV_SERVERS, "")),
-                   workers=_split(env.get(ENV_WORKERS, "")), attack=attack)
-    own = node.servers if role == "server" else node.workers
+    job, listen = need(ENV_JOB_NAME), need(ENV_LISTEN)
+    servers, workers = _split(env.get(ENV_SERVERS, "")), _split(env.get(ENV_WORKERS, ""))
+    own = servers if role is Role.SERVER else workers
     if not 0 <= index < len(own):
         raise NodeConfigError(f"{ENV_INDEX}={index} but {len(own)} {role} addresses are listed")
-    return node
+    try:  # the plan sends the normalised spec (structurally valid, defaults filled)
+        job_spec = from_dict(spec)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise NodeConfigError(f"{ENV_SPEC} is not a normalised job spec: {type(exc).__name__}: {exc}") from None
+    return NodeConfig(job=job, role=role, index=index, spec=job_spec, listen=listen,
+                      servers=servers, workers=workers, metrics_port=metrics_port, attack=attack)
 
 
-def make_attack(role: str, attack: dict[str, Any] | None) -> Any | None:
-    """The attack object of a Byzantine replica (the attack library's constructors)."""
-    if attack is None:
-        return None
+def protocol_node(config: NodeConfig, adapter: FrameworkAdapter, state: NodeState) -> ProtocolNode:
+    """The protocol node of `config.role`, simulating the attack `config.attack` names, if any.
+
+    The wiring of attack and adapter happens here, once, before training: a worker attack's
+    label transform is handed to the adapter (`set_label_transform`), so the protocol nodes only
+    see the attack's `corrupt` and never reach into the adapter."""
     from garfield import attacks
+    from garfield.protocol import PeerNode, ServerNode, WorkerNode
 
-    params = dict(attack.get("params") or {})
-    if role == "server":
-        return attacks.make_server_attack(attack["name"], params)
-    return attacks.make_worker_attack(attack["name"], params)
+    bad = config.attack
+    params = dict(bad.get("params") or {}) if bad else {}
+    if config.role is Role.SERVER:
+        return ServerNode(config, adapter, state, attack=attacks.make_server_attack(bad["name"], params) if bad else None)
+    attack = attacks.make_worker_attack(bad["name"], params) if bad else None
+    if attack is not None and attack.label_transform is not None:
+        adapter.set_label_transform(attack.label_transform)
+    node_class = PeerNode if config.role is Role.PEER else WorkerNode
+    return node_class(config, adapter, state, attack=attack)
 
 
 def _first_step_state(clock: StartupClock | None) -> type:
@@ -183,43 +187,37 @@ def _first_step_state(clock: StartupClock | None) -> type:
     return StartupState
 
 
-def build_node(node_env: NodeEnv, clock: StartupClock | None = None) -> ProtocolNode:
+def build_node(config: NodeConfig, clock: StartupClock | None = None) -> ProtocolNode:
     """Task, adapter, state and protocol node for this replica (nothing started yet)."""
     from garfield.adapters import configure_threads, create, seed_everything
-    from garfield.protocol import ROLES as NODE_CLASSES
-    from garfield.protocol.base import NodeConfig
-    from garfield.spec.model import from_dict
     from garfield.task import load_task
 
     if clock is not None:
         clock.mark("imports")
-    spec = from_dict(node_env.spec)
+    spec = config.spec
     configure_threads(spec.framework)
     seed_everything(spec.framework, spec.training.seed)
     task = load_task(spec.task.entrypoint, spec.task.args)
     if clock is not None:
         clock.mark("task")
-    adapter = create(spec.framework, task, spec, node_env.role, node_env.index)
-    attack = make_attack(node_env.role, node_env.attack)
-    state = _first_step_state(clock)(node_env.job, node_env.role, node_env.index, spec.training.steps,
-                                     byzantine=attack is not None)
-    config = NodeConfig(job=node_env.job, role=node_env.role, index=node_env.index, spec=spec, listen=node_env.listen,
-                        servers=node_env.servers, workers=node_env.workers, attack=node_env.attack)
-    return NODE_CLASSES[node_env.role](config, adapter, state, attack=attack)
+    adapter = create(spec.framework, task, spec, config.role, config.index)
+    state = _first_step_state(clock)(config.job, config.role, config.index, spec.training.steps,
+                                     byzantine=config.attack is not None)
+    return protocol_node(config, adapter, state)
 
 
-async def _run(node_env: NodeEnv, clock: StartupClock | None = None) -> int:
+async def _run(config: NodeConfig, clock: StartupClock | None = None) -> int:
     from garfield.observability.http import MetricsServer
 
-    node = build_node(node_env, clock)
+    node = build_node(config, clock)
     if clock is not None:
         clock.mark("built")
         log.info("startup", extra={"fields": clock.fields()})
     metrics = None
-    if node_env.metrics_port is not None:
-        host = node_env.listen.rsplit(":", 1)[0].strip("[]")
+    if config.metrics_port is not None:
+        host = config.listen.rsplit(":", 1)[0].strip("[]")
         host = host if host in ("127.0.0.1", "localhost", "::1") else "0.0.0.0"
-        metrics = MetricsServer(node.state, host, node_env.metrics_port).start()
+        metrics = MetricsServer(node.state, host, config.metrics_port).start()
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None  # main() runs as a task (asyncio.run)
@@ -247,14 +245,14 @@ def main(env: Mapping[str, str] | None = None) -> int:
     from garfield.observability.logs import configure
 
     try:
-        node_env = read_env(env)
+        config = read_env(env)
     except NodeConfigError as exc:
         print(f"garfield node: {exc}", file=sys.stderr)
         return 2
-    configure({"job": node_env.job, "role": node_env.role, "index": node_env.index,
-               "byzantine": node_env.attack is not None})
+    configure({"job": config.job, "role": str(config.role), "index": config.index,
+               "byzantine": config.attack is not None})
     try:
-        return asyncio.run(_run(node_env, clock))
+        return asyncio.run(_run(config, clock))
     except KeyboardInterrupt:  # pragma: no cover
         return 130
     except Exception:

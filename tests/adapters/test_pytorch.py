@@ -150,7 +150,7 @@ def test_dataloader_keeps_its_batch_size_and_generic_datasets_work() -> None:
 def test_label_transform_changes_the_targets_trained_on() -> None:
     honest = TorchAdapter(task(), spec(batch=16), "worker", 0)
     flipped = TorchAdapter(task(), spec(batch=16), "worker", 0)
-    flipped.label_transform = lambda y: 1 - y
+    flipped.set_label_transform(lambda y: 1 - y)
     g_honest, _ = honest.compute_gradient()
     g_flipped, _ = flipped.compute_gradient()
     assert not torch.allclose(g_honest, g_flipped)

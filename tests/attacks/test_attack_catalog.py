@@ -11,6 +11,7 @@ import torch
 from garfield.attacks import SERVER_ATTACKS, WORKER_ATTACKS, make_server_attack, make_worker_attack, server, worker
 from garfield.attacks._common import conformance_errors
 from garfield.attacks.catalog import WITHHOLDING
+from garfield.attacks.types import LabelTransform, ServerAttack, WorkerAttack
 
 from support.param_cases import Case, bad_values, good_values, value_id
 
@@ -24,6 +25,15 @@ PEERS = torch.tensor([[1.0, 0.0, 2.0, 0.0], [3.0, 2.0, 2.0, 1.0], [2.0, 1.0, 5.0
 def test_every_attack_is_implemented_with_exactly_its_parameters() -> None:
     assert conformance_errors(WORKER_ATTACKS, worker._CLASSES) == []
     assert conformance_errors(SERVER_ATTACKS, server._CLASSES) == []
+
+
+def test_every_attack_satisfies_the_protocol_the_runtime_types_it_with() -> None:
+    for name in WORKER_ATTACKS:
+        attack = make_worker_attack(name)
+        assert isinstance(attack, WorkerAttack), name
+        assert attack.label_transform is None or isinstance(attack.label_transform, LabelTransform), name
+    assert make_worker_attack("labelflip").label_transform is not None
+    assert all(isinstance(make_server_attack(name), ServerAttack) for name in SERVER_ATTACKS)
 
 
 def test_conformance_reports_other_parameters_and_defaults() -> None:

@@ -14,10 +14,11 @@ from typing import Any, Callable
 import torch
 
 from garfield.adapters import create
-from garfield.node import make_attack
+from garfield.node import protocol_node
 from garfield.observability.state import NodeState
-from garfield.protocol import ROLES
-from garfield.protocol.base import NodeConfig, ProtocolNode
+from garfield.plan.replicas import NodeConfig
+from garfield.protocol.base import ProtocolNode
+from garfield.spec.kinds import Role, Topology
 from garfield.spec.validation import validate_manifest
 from garfield.task import load_task
 
@@ -79,19 +80,19 @@ def build(doc: dict[str, Any], replace: dict[tuple[str, int], str] | None = None
     something else (a raw impostor), for which no node is built."""
     job = validate_manifest(doc)
     spec = job.spec
-    decentral = spec.topology == "decentralized"
+    decentral = spec.topology is Topology.DECENTRALIZED
     n_servers = 0 if decentral else spec.servers.replicas  # type: ignore[union-attr]
     ports = free_ports(n_servers + spec.workers.replicas)
     servers = [f"127.0.0.1:{p}" for p in ports[:n_servers]]
     workers = [f"127.0.0.1:{p}" for p in ports[n_servers:]]
     replace = replace or {}
     for (role, index), address in replace.items():
-        (servers if role == "server" else workers)[index] = address
-    roles = [("peer", workers)] if decentral else [("server", servers), ("worker", workers)]
+        (servers if role == Role.SERVER else workers)[index] = address
+    roles = [(Role.PEER, workers)] if decentral else [(Role.SERVER, servers), (Role.WORKER, workers)]
     nodes = []
     for role, addresses in roles:
         count = len(addresses)
-        attack_spec = spec.server_attack if role == "server" else spec.worker_attack
+        attack_spec = spec.attack_on(role)
         for index in range(count):
             if (role, index) in replace:
                 continue
@@ -101,11 +102,10 @@ def build(doc: dict[str, Any], replace: dict[tuple[str, int], str] | None = None
             torch.manual_seed(spec.training.seed)
             task = load_task(spec.task.entrypoint, spec.task.args)
             adapter = create("pytorch", task, spec, role, index)
-            attack = make_attack(role, bad)
             state = NodeState(job.name, role, index, spec.training.steps, byzantine=bad is not None)
             config = NodeConfig(job=job.name, role=role, index=index, spec=spec, listen=addresses[index],
                                 servers=servers, workers=workers, attack=bad)
-            nodes.append(ROLES[role](config, adapter, state, attack=attack))
+            nodes.append(protocol_node(config, adapter, state))
     return Cluster(nodes, servers, workers)
 
 

@@ -29,9 +29,15 @@ def test_bad_environment_is_a_clear_error(capsys: pytest.CaptureFixture[str]) ->
            "GARFIELD_LISTEN": "127.0.0.1:1", "GARFIELD_WORKERS": "a:1,b:2"}
     assert node_main(env) == 2
     assert "GARFIELD_INDEX=5 but 2 worker addresses" in capsys.readouterr().err
-    env["GARFIELD_INDEX"], env["GARFIELD_SPEC"] = "0", "{not json"
+    env["GARFIELD_INDEX"] = "0"
+    assert node_main(env) == 2  # the node parses the spec with the rest of its configuration
+    assert "GARFIELD_SPEC is not a normalised job spec" in capsys.readouterr().err
+    env["GARFIELD_SPEC"] = "{not json"
     assert node_main(env) == 2
     assert "GARFIELD_SPEC is not JSON" in capsys.readouterr().err
+    env["GARFIELD_ROLE"] = "parameter-server"
+    assert node_main(env) == 2
+    assert "GARFIELD_ROLE='parameter-server'; expected one of server, worker, peer" in capsys.readouterr().err
 
 
 def _status(port: int) -> dict:

@@ -154,6 +154,9 @@ def test_worker_attacks_run_inside_the_protocol(attack: dict) -> None:
     assert len(byzantine) == 1
     if attack["name"] == "empire":
         assert len(byzantine[0].source._buffers) == 4  # k = n - f momentum buffers
+    if attack["name"] == "labelflip":  # the node gave the attack's transform to the attacker's adapter, to no other
+        assert byzantine[0].adapter.label_transform is byzantine[0].source.attack.label_transform is not None
+        assert all(w.adapter.label_transform is None for w in cluster.by_role("worker") if not w.state.byzantine)
 
 
 @pytest.mark.parametrize("attack", ["nan", "silent", "stale", "reversed"])

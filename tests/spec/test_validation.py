@@ -9,6 +9,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
+from garfield.spec.kinds import Role, Topology
 from garfield.spec.validation import InvalidJob, load_job, validate_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,3 +175,9 @@ def test_input_manifest_is_not_modified() -> None:
     before = copy.deepcopy(manifest)
     validate_manifest(manifest)
     assert manifest == before
+
+
+def test_the_worker_side_role_of_each_topology_is_the_role_spec_workers_sizes() -> None:
+    assert {t: t.worker_role for t in Topology} == {Topology.SSMW: Role.WORKER, Topology.MSMW: Role.WORKER,
+                                                    Topology.DECENTRALIZED: Role.PEER}
+    assert all(t.worker_role in t.roles and t.worker_role.spec_key == "workers" for t in Topology)

@@ -71,7 +71,7 @@ def test_parameters_set_are_the_ones_every_computation_uses(make_spec: Any, labe
     x, y = regression_data()
     adapter = TensorFlowAdapter(linear_task(x, y), make_spec(batchSize=N, learningRate=0.1), "worker", 0)
     if label_transform:
-        adapter.label_transform = lambda t: t  # the eager path (a Byzantine worker's)
+        adapter.set_label_transform(lambda t: t)  # the eager path (a Byzantine worker's)
     rng = np.random.default_rng(8)
     for _ in range(2):
         vector = rng.normal(size=adapter.num_params).astype(np.float32)
@@ -177,7 +177,7 @@ def test_label_transform_trains_on_transformed_targets(make_spec: Any, tf: Any, 
 
     spec = make_spec(batchSize=16)
     flipped = TensorFlowAdapter(task(y), spec, "worker", 6)
-    flipped.label_transform = lambda t: 3 - t
+    flipped.set_label_transform(lambda t: 3 - t)
     reference = TensorFlowAdapter(task(3 - y), spec, "worker", 6)
     honest = TensorFlowAdapter(task(y), spec, "worker", 6)
     for _ in range(3):

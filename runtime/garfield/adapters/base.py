@@ -9,9 +9,11 @@ there is one) so aggregation runs there too. Bytes appear only at the wire bound
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+
+from garfield.attacks.types import LabelTransform
 
 Tensor = Any  # torch.Tensor or tf.Tensor, 1-D, on `device`
 
@@ -22,8 +24,15 @@ class FrameworkAdapter(ABC):
     framework: str  # "pytorch" | "tensorflow"
     device: str  # e.g. "cpu", "cuda:0", "/GPU:0"
     num_params: int
-    # Set by the label-flip attack: maps a batch's targets to the targets actually trained on.
-    label_transform: Callable[[Any], Any] | None = None
+    # Label flipping (a Byzantine worker's data poisoning): maps a batch's targets to the targets
+    # actually trained on. None: the task's own targets. Given by set_label_transform only.
+    label_transform: LabelTransform | None = None
+
+    def set_label_transform(self, transform: LabelTransform | None) -> None:
+        """Train on `transform(targets)` from now on (None: on the task's own targets). The node
+        calls it once, before training, with its worker attack's transform: an explicit input of
+        the adapter, so no other layer (the protocol) has to reach in and set the attribute."""
+        self.label_transform = transform
 
     # -- parameters ---------------------------------------------------------------------------
     @abstractmethod

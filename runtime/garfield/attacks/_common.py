@@ -8,10 +8,10 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from garfield.attacks.catalog import AttackSpec
+from garfield.attacks.catalog import AttackEntry
 
 
-def conformance_errors(specs: Mapping[str, AttackSpec], classes: Mapping[str, type]) -> list[str]:
+def conformance_errors(specs: Mapping[str, AttackEntry], classes: Mapping[str, type]) -> list[str]:
     """What keeps the attack `classes` from matching the catalog's `specs`: a name on one side
     only, or a constructor whose parameters are not exactly the spec's, or that declares a
     default (defaults live in the catalog only)."""

@@ -1,4 +1,4 @@
-"""The simulated Byzantine behaviours' registry, kept free of tensor libraries: one `AttackSpec`
+"""The simulated Byzantine behaviours' registry, kept free of tensor libraries: one `AttackEntry`
 per attack and role.
 
 The CRD schema enumerates the names, validation checks a job's attack parameters and the docs
@@ -19,8 +19,11 @@ _FILL = Param("value", "choice", "nan", "what every coordinate is set to", choic
 
 
 @dataclass(frozen=True)
-class AttackSpec:
-    """An attack as jobs and callers see it. `withholds`: it may send nothing (always, or at
+class AttackEntry:
+    """One catalog entry: an attack kind as jobs and callers see it (name, summary, typed
+    parameters). Not `AttackSpec`: that is the job's attack field (`garfield.spec.model`: which
+    attack, how many replicas, the values given), which names an entry of this catalog; the rule
+    catalog's `RuleSpec` plays this role for the aggregation rules. `withholds`: it may send nothing (always, or at
     random), so the asynchronous adversary cannot make it answer first and evaluation runs do not
     wait for it (see protocol.quorum.PeerOrder)."""
 
@@ -35,7 +38,7 @@ class AttackSpec:
         return check_params(owner or self.name, given, self.params, path)
 
 
-def _table(*specs: AttackSpec) -> dict[str, AttackSpec]:
+def _table(*specs: AttackEntry) -> dict[str, AttackEntry]:
     table = {spec.name: spec for spec in specs}
     assert len(table) == len(specs), "two attacks of one role share a name"
     return table
@@ -43,41 +46,41 @@ def _table(*specs: AttackSpec) -> dict[str, AttackSpec]:
 
 # Worker attacks act on the gradient (or momentum) a worker sends, except label-flip (data level)
 # and crash (the node stops answering).
-WORKER_ATTACKS: dict[str, AttackSpec] = _table(
-    AttackSpec("random", "i.i.d. uniform coordinates in [-scale, scale], unrelated to the gradient",
+WORKER_ATTACKS: dict[str, AttackEntry] = _table(
+    AttackEntry("random", "i.i.d. uniform coordinates in [-scale, scale], unrelated to the gradient",
                (positive("scale", 10.0, "half-width of the uniform draw"), seed("draw"))),
-    AttackSpec("gaussian", "i.i.d. N(0, std^2) coordinates (Blanchard et al. 2017)",
+    AttackEntry("gaussian", "i.i.d. N(0, std^2) coordinates (Blanchard et al. 2017)",
                (positive("std", 200.0, "standard deviation of the draw"), seed("draw"))),
-    AttackSpec("signflip", "-scale x the honest gradient (sign flip; large scales: Garfield's reversed gradient)",
+    AttackEntry("signflip", "-scale x the honest gradient (sign flip; large scales: Garfield's reversed gradient)",
                (positive("scale", 1.0, "factor applied to the negated gradient"),)),
-    AttackSpec("drop", "each coordinate of the honest gradient zeroed with probability p",
+    AttackEntry("drop", "each coordinate of the honest gradient zeroed with probability p",
                (Param("p", "number", 0.5, "probability of zeroing a coordinate", minimum=0, maximum=1), seed("draw")),
                withholds=True),
-    AttackSpec("little", "A Little Is Enough (Baruch et al. 2019): mean + z x std of the honest vectors",
+    AttackEntry("little", "A Little Is Enough (Baruch et al. 2019): mean + z x std of the honest vectors",
                (Param("z", "number", None, "standard deviations off the mean; null: z_max from n and f"),)),
-    AttackSpec("empire", "Fall of Empires (Xie et al. 2020): -epsilon x the mean of the honest vectors",
+    AttackEntry("empire", "Fall of Empires (Xie et al. 2020): -epsilon x the mean of the honest vectors",
                (positive("epsilon", 0.1, "factor applied to the negated honest mean"),)),
-    AttackSpec("labelflip", "trains on targets y -> num_classes - 1 - y and sends that gradient",
+    AttackEntry("labelflip", "trains on targets y -> num_classes - 1 - y and sends that gradient",
                (Param("num_classes", "integer", 10, "number of classes of the task's targets", minimum=2),)),
-    AttackSpec("mimic", "sends one honest worker's vector (Karimireddy et al. 2022)",
+    AttackEntry("mimic", "sends one honest worker's vector (Karimireddy et al. 2022)",
                (Param("target", "integer", 0, "index of the honest vector copied (modulo their count)", minimum=0),)),
-    AttackSpec("nan", "a vector full of NaN (or +inf / -inf)", (_FILL,)),
-    AttackSpec("crash", "honest until step `after`, then silent forever",
+    AttackEntry("nan", "a vector full of NaN (or +inf / -inf)", (_FILL,)),
+    AttackEntry("crash", "honest until step `after`, then silent forever",
                (Param("after", "integer", 0, "first step it sends nothing", minimum=0),), withholds=True),
 )
 
 # Server attacks act on the model a server sends to workers and to the other servers.
-SERVER_ATTACKS: dict[str, AttackSpec] = _table(
-    AttackSpec("random", "a model of i.i.d. N(0, std^2) parameters",
+SERVER_ATTACKS: dict[str, AttackEntry] = _table(
+    AttackEntry("random", "a model of i.i.d. N(0, std^2) parameters",
                (positive("std", 1.0, "standard deviation of the draw"), seed("draw"))),
-    AttackSpec("reversed", "-scale x the model", (positive("scale", 1.0, "factor applied to the negated model"),)),
-    AttackSpec("stale", "the model it had `delay` calls ago (its oldest until it has that many)",
+    AttackEntry("reversed", "-scale x the model", (positive("scale", 1.0, "factor applied to the negated model"),)),
+    AttackEntry("stale", "the model it had `delay` calls ago (its oldest until it has that many)",
                (Param("delay", "integer", 10, "how many calls old the model sent is (copies held)", minimum=1),)),
-    AttackSpec("silent", "never answers", withholds=True),
-    AttackSpec("nan", "a model full of NaN (or +inf / -inf)", (_FILL,)),
+    AttackEntry("silent", "never answers", withholds=True),
+    AttackEntry("nan", "a model full of NaN (or +inf / -inf)", (_FILL,)),
 )
 
-ROLES: dict[str, dict[str, AttackSpec]] = {"worker": WORKER_ATTACKS, "server": SERVER_ATTACKS}
+ROLES: dict[str, dict[str, AttackEntry]] = {"worker": WORKER_ATTACKS, "server": SERVER_ATTACKS}
 
 # Attacks that may withhold their reply, by name (spec.model.AttackSpec.answers reads it).
 WITHHOLDING: frozenset[str] = frozenset(
@@ -85,8 +88,8 @@ WITHHOLDING: frozenset[str] = frozenset(
 )
 
 
-def attack_spec(role: str, name: str) -> AttackSpec:
-    """The AttackSpec of the `role` ("worker" or "server") attack `name`; ValueError otherwise."""
+def attack_entry(role: str, name: str) -> AttackEntry:
+    """The AttackEntry of the `role` ("worker" or "server") attack `name`; ValueError otherwise."""
     table = ROLES[role]
     try:
         return table[name]
@@ -97,7 +100,7 @@ def attack_spec(role: str, name: str) -> AttackSpec:
 def resolve(role: str, name: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Defaults of the `role` attack `name` overridden by `params`, checked; ValueError naming
     every unknown parameter and out-of-range value."""
-    values, errors = attack_spec(role, name).check(params, owner=f"{role} attack {name}")
+    values, errors = attack_entry(role, name).check(params, owner=f"{role} attack {name}")
     if errors:
         raise ValueError("; ".join(errors))
     return values

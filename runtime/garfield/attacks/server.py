@@ -15,9 +15,11 @@ from garfield.attacks._common import FILL_VALUES, Rng, conformance_errors, to_to
 from garfield.attacks.catalog import SERVER_ATTACKS, resolve
 
 
-class ServerAttack:
-    """Base class. `silent`: the server answers nothing. Constructors take the catalog's
-    parameters already checked (`catalog.resolve`)."""
+class TorchServerAttack:
+    """Base class of the implementations, which work on torch views of the tensors; it satisfies
+    `garfield.attacks.types.ServerAttack`, the type the protocol sees. `silent`: the server
+    answers nothing. Constructors take the catalog's parameters already checked
+    (`catalog.resolve`)."""
 
     name = ""
     silent = False
@@ -31,7 +33,7 @@ class ServerAttack:
         raise NotImplementedError
 
 
-class RandomModel(ServerAttack):
+class RandomModel(TorchServerAttack):
     """A model of i.i.d. N(0, std^2) parameters (Garfield's random Byzantine server)."""
 
     name = "random"
@@ -44,7 +46,7 @@ class RandomModel(ServerAttack):
         return torch.randn(x.shape, generator=self.rng.get(x.device), device=x.device, dtype=x.dtype).mul_(self.std)
 
 
-class Reversed(ServerAttack):
+class Reversed(TorchServerAttack):
     """-scale x the model (Garfield's reversed model; scale 1 flips it, larger scales blow it up)."""
 
     name = "reversed"
@@ -56,7 +58,7 @@ class Reversed(ServerAttack):
         return x.mul(-self.scale)
 
 
-class Stale(ServerAttack):
+class Stale(TorchServerAttack):
     """Sends the model it had `delay` calls ago (its oldest one until it has that many): a slow or
     replaying server (asynchronous staleness). Holds up to `delay` model copies."""
 
@@ -71,7 +73,7 @@ class Stale(ServerAttack):
         return self.history[0].clone()
 
 
-class Silent(ServerAttack):
+class Silent(TorchServerAttack):
     """Never answers (a crashed or muted server)."""
 
     name = "silent"
@@ -84,7 +86,7 @@ class Silent(ServerAttack):
         return None
 
 
-class NonFiniteModel(ServerAttack):
+class NonFiniteModel(TorchServerAttack):
     """A model full of NaN (or +inf / -inf)."""
 
     name = "nan"
@@ -96,13 +98,13 @@ class NonFiniteModel(ServerAttack):
         return torch.full_like(x, self.value)
 
 
-_CLASSES: dict[str, type[ServerAttack]] = {c.name: c for c in (RandomModel, Reversed, Stale, Silent, NonFiniteModel)}
+_CLASSES: dict[str, type[TorchServerAttack]] = {c.name: c for c in (RandomModel, Reversed, Stale, Silent, NonFiniteModel)}
 _MISMATCH = conformance_errors(SERVER_ATTACKS, _CLASSES)
 if _MISMATCH:  # not an assert: it must hold under python -O too
     raise AssertionError("server attack catalog and implementations disagree: " + "; ".join(_MISMATCH))
 
 
-def make_server_attack(name: str, params: dict[str, Any] | None = None) -> ServerAttack:
+def make_server_attack(name: str, params: dict[str, Any] | None = None) -> TorchServerAttack:
     """The server attack `name` with `params` over its catalog defaults; ValueError on an unknown
     name or parameter and on an out-of-range value (the catalog's check, as in `garfield validate`)."""
     resolved = resolve("server", name, params)

@@ -10,23 +10,26 @@ device and dtype, or None to send nothing. Tensors may be torch or TensorFlow.
 from __future__ import annotations
 
 import statistics
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from garfield.attacks._common import FILL_VALUES, Rng, conformance_errors, peers_matrix, to_torch
 from garfield.attacks.catalog import WORKER_ATTACKS, resolve
+from garfield.attacks.types import LabelTransform
 
 
-class WorkerAttack:
-    """Base class. `omniscient`: needs the round's honest vectors; `silent`: may send nothing.
-    Constructors take the catalog's parameters already checked (`catalog.resolve`), so they hold
-    only checks that need run-time values (the peers, n and f)."""
+class TorchWorkerAttack:
+    """Base class of the implementations, which work on torch views of the tensors; it satisfies
+    `garfield.attacks.types.WorkerAttack`, the type the protocol sees. `omniscient`: needs the
+    round's honest vectors; `silent`: may send nothing. Constructors take the catalog's parameters
+    already checked (`catalog.resolve`), so they hold only checks that need run-time values (the
+    peers, n and f)."""
 
     name = ""
     omniscient = False
     silent = False
-    label_transform: Callable[[Any], Any] | None = None
+    label_transform: LabelTransform | None = None
 
     def corrupt(self, honest: Any, peers: Any, n: int, f: int, step: int) -> Any:
         g, back = to_torch(honest)
@@ -44,7 +47,7 @@ class WorkerAttack:
         return peers.to(g.device)
 
 
-class Random(WorkerAttack):
+class Random(TorchWorkerAttack):
     """I.i.d. uniform coordinates in [-scale, scale], unrelated to the gradient (the "random"
     Byzantine vector of Blanchard et al. 2017 and Garfield)."""
 
@@ -59,7 +62,7 @@ class Random(WorkerAttack):
         return u.mul_(2 * self.scale).sub_(self.scale)
 
 
-class Gaussian(WorkerAttack):
+class Gaussian(TorchWorkerAttack):
     """I.i.d. N(0, std^2) coordinates; std = 200 as in Blanchard et al. 2017 (Krum), section 5."""
 
     name = "gaussian"
@@ -72,7 +75,7 @@ class Gaussian(WorkerAttack):
         return torch.randn(g.shape, generator=self.rng.get(g.device), device=g.device, dtype=g.dtype).mul_(self.std)
 
 
-class SignFlip(WorkerAttack):
+class SignFlip(TorchWorkerAttack):
     """-scale x the honest gradient: sign flipping (scale 1, e.g. Allen-Zhu et al. 2021) or
     Garfield's "reversed" gradient (a large scale such as 100)."""
 
@@ -85,7 +88,7 @@ class SignFlip(WorkerAttack):
         return g.mul(-self.scale)
 
 
-class Drop(WorkerAttack):
+class Drop(TorchWorkerAttack):
     """Partial drop: each coordinate of the honest gradient is zeroed with probability p (a lossy
     or faulty sender; Garfield's "drop")."""
 
@@ -109,7 +112,7 @@ def alie_z(n: int, f: int) -> float:
     return statistics.NormalDist().inv_cdf(q)
 
 
-class Little(WorkerAttack):
+class Little(TorchWorkerAttack):
     """A Little Is Enough (Baruch et al., NeurIPS 2019): per coordinate mean + z * std of the
     round's honest vectors, z from n and f (`alie_z`) unless given. Small enough to pass
     distance and order-statistics filters, consistent across Byzantine workers."""
@@ -128,7 +131,7 @@ class Little(WorkerAttack):
         return mean.add_(std, alpha=z).to(g.dtype)
 
 
-class Empire(WorkerAttack):
+class Empire(TorchWorkerAttack):
     """Fall of Empires / inner-product manipulation (Xie et al., UAI 2020): -epsilon x the mean of
     the honest vectors, making the aggregate's inner product with the true gradient negative."""
 
@@ -143,7 +146,7 @@ class Empire(WorkerAttack):
         return P.mean(0).mul_(-self.epsilon).to(g.dtype)
 
 
-def _flip_labels(num_classes: int) -> Callable[[Any], Any]:
+def _flip_labels(num_classes: int) -> LabelTransform:
     def transform(y: Any) -> Any:
         """y -> num_classes - 1 - y, on torch or TensorFlow integer targets."""
         if isinstance(y, torch.Tensor):
@@ -157,7 +160,7 @@ def _flip_labels(num_classes: int) -> Callable[[Any], Any]:
     return transform
 
 
-class LabelFlip(WorkerAttack):
+class LabelFlip(TorchWorkerAttack):
     """Label flipping (data poisoning; e.g. Tolpegin et al. 2020, Allen-Zhu et al. 2021): the worker
     trains on targets y -> num_classes - 1 - y and sends that honest-looking gradient."""
 
@@ -171,7 +174,7 @@ class LabelFlip(WorkerAttack):
         return g
 
 
-class Mimic(WorkerAttack):
+class Mimic(TorchWorkerAttack):
     """Mimic (Karimireddy, He & Jaggi, ICLR 2022): every Byzantine worker sends the vector of one
     honest worker (`target`, an index into the round's honest vectors), over-weighting it; hurts
     most with heterogeneous data."""
@@ -187,7 +190,7 @@ class Mimic(WorkerAttack):
         return P[self.target % P.shape[0]].clone().to(g.dtype)
 
 
-class NonFinite(WorkerAttack):
+class NonFinite(TorchWorkerAttack):
     """Sends a vector full of NaN (or +inf / -inf): a robust aggregator must not propagate it."""
 
     name = "nan"
@@ -199,7 +202,7 @@ class NonFinite(WorkerAttack):
         return torch.full_like(g, self.value)
 
 
-class Crash(WorkerAttack):
+class Crash(TorchWorkerAttack):
     """Crash failure: honest until step `after`, then silent forever (sends nothing)."""
 
     name = "crash"
@@ -212,7 +215,7 @@ class Crash(WorkerAttack):
         return None if step >= self.after else g
 
 
-_CLASSES: dict[str, type[WorkerAttack]] = {
+_CLASSES: dict[str, type[TorchWorkerAttack]] = {
     c.name: c for c in (Random, Gaussian, SignFlip, Drop, Little, Empire, LabelFlip, Mimic, NonFinite, Crash)
 }
 _MISMATCH = conformance_errors(WORKER_ATTACKS, _CLASSES)
@@ -220,7 +223,7 @@ if _MISMATCH:  # not an assert: it must hold under python -O too
     raise AssertionError("worker attack catalog and implementations disagree: " + "; ".join(_MISMATCH))
 
 
-def make_worker_attack(name: str, params: dict[str, Any] | None = None) -> WorkerAttack:
+def make_worker_attack(name: str, params: dict[str, Any] | None = None) -> TorchWorkerAttack:
     """The worker attack `name` with `params` over its catalog defaults; ValueError on an unknown
     name or parameter and on an out-of-range value (the catalog's check, as in `garfield validate`)."""
     resolved = resolve("worker", name, params)

@@ -13,7 +13,7 @@ from typing import Any
 
 from garfield.plan.addressing import Addressing
 from garfield.spec.kinds import Role, Topology
-from garfield.spec.model import gpu_count
+from garfield.spec.model import JobSpec, gpu_count
 from garfield.spec.validation import Job
 
 SERVER, WORKER, PEER = Role.SERVER, Role.WORKER, Role.PEER
@@ -31,6 +31,31 @@ ENV_METRICS_PORT = "GARFIELD_METRICS_PORT"
 ENV_SERVERS = "GARFIELD_SERVERS"  # comma-separated host:port of every server (index order)
 ENV_WORKERS = "GARFIELD_WORKERS"  # comma-separated host:port of every worker / peer (index order)
 ENV_ATTACK = "GARFIELD_ATTACK"  # JSON {"name", "params"}; set only on replicas that simulate Byzantine behaviour
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """What one replica is told, as `garfield.node.read_env` reads it back from the variables above.
+
+    One type for the whole node stack: the node builds it, the protocol nodes run on it. It lives
+    here, with the contract it mirrors, because the node sits above the protocol layer and both
+    need it, and because `garfield.node` must stay free of gRPC until its fork (the fork server
+    preloads it), which rules out the protocol package."""
+
+    job: str
+    role: Role
+    index: int
+    spec: JobSpec
+    listen: str  # host:port its gRPC server binds
+    servers: list[str]  # every server's address, in index order
+    workers: list[str]  # every worker's (or, decentralized, peer's) address, in index order
+    metrics_port: int | None = None  # None: no /metrics and /status server
+    attack: dict[str, Any] | None = None  # {"name", "params"}: the attack this replica simulates, if any
+
+    @property
+    def name(self) -> str:
+        """The node's name among its peers, e.g. "worker-3" (what replies are signed with)."""
+        return f"{self.role}-{self.index}"
 
 
 @dataclass(frozen=True)

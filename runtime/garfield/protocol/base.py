@@ -12,7 +12,7 @@ import logging
 import math
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import grpc.aio
@@ -20,9 +20,11 @@ import grpc.aio
 from garfield.adapters.base import FrameworkAdapter, Tensor
 from garfield.observability import termination
 from garfield.observability.state import NodeState
+from garfield.plan.replicas import NodeConfig
 from garfield.proto import GRADIENT, KIND_NAMES, MODEL, PROPOSAL, TensorRequest
 from garfield.protocol.board import Board
 from garfield.protocol.quorum import CallPolicy, PeerOrder, adopted_step, gather
+from garfield.spec.kinds import Role
 from garfield.spec.model import JobSpec
 from garfield.transport.client import Peer, tensor_request
 from garfield.transport.server import RequestRejected, start_server, stop_server
@@ -41,25 +43,6 @@ RECENT_SECONDS = 5.0
 STOP_GRACE_SECONDS = 10.0
 
 
-@dataclass
-class NodeConfig:
-    """Everything a node is told (see the replica contract in docs/design.md)."""
-
-    job: str
-    role: str  # server | worker | peer
-    index: int
-    spec: JobSpec
-    listen: str
-    servers: list[str]
-    workers: list[str]  # workers, or peers when decentralized
-    attack: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return f"{self.role}-{self.index}"
-
-
 def simulated_attackers(spec: JobSpec, me: str) -> frozenset[str]:
     """The peers (by node name, e.g. "worker-6") that simulate an attack which answers requests.
 
@@ -68,10 +51,9 @@ def simulated_attackers(spec: JobSpec, me: str) -> frozenset[str]:
     Attacks that withhold replies (crash, silent, drop) cannot be scheduled that way.
     """
     names: set[str] = set()
-    worker_role = "peer" if spec.topology == "decentralized" else "worker"
-    roles = [(worker_role, spec.workers.replicas, spec.worker_attack)]
+    roles = [(spec.topology.worker_role, spec.workers.replicas, spec.worker_attack)]
     if spec.servers is not None:
-        roles.append(("server", spec.servers.replicas, spec.server_attack))
+        roles.append((Role.SERVER, spec.servers.replicas, spec.server_attack))
     for role, replicas, attack in roles:
         if attack is not None and attack.answers:
             names.update(f"{role}-{i}" for i in attack.indices(replicas))
@@ -125,14 +107,13 @@ class ProtocolNode:
         self.worker_peers: list[Peer] = []
 
     # -- set-up --------------------------------------------------------------------------------
-    def _peers(self, role: str, addresses: Sequence[str]) -> list[Peer]:
+    def _peers(self, role: Role, addresses: Sequence[str]) -> list[Peer]:
         return [Peer(f"{role}-{i}", a, self.tensor_bytes) for i, a in enumerate(addresses)
                 if f"{role}-{i}" != self.name]
 
     async def start(self) -> int:
-        self.server_peers = self._peers("server", self.config.servers)
-        worker_role = "peer" if self.spec.topology == "decentralized" else "worker"
-        self.worker_peers = self._peers(worker_role, self.config.workers)
+        self.server_peers = self._peers(Role.SERVER, self.config.servers)
+        self.worker_peers = self._peers(self.spec.topology.worker_role, self.config.workers)
         self._server, self.port = await start_server(self, self.config.listen, self.tensor_bytes)
         log.info("listening", extra={"fields": {"address": self.config.listen, "port": self.port,
                                                 "params": self.shape[0], "dtype": self.dtype}})
@@ -318,4 +299,4 @@ class ProtocolNode:
             self._t = now
 
 
-__all__ = ["NodeConfig", "Contribution", "ProtocolNode", "GRADIENT", "MODEL", "PROPOSAL"]
+__all__ = ["Contribution", "ProtocolNode", "GRADIENT", "MODEL", "PROPOSAL"]

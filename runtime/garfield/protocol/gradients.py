@@ -18,24 +18,25 @@ the next request at once. Its vectors are thus one step stale.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from garfield.adapters.base import FrameworkAdapter, Tensor
+from garfield.attacks.types import WorkerAttack
 
 
 class GradientSource:
-    def __init__(self, adapter: FrameworkAdapter, beta: float, attack: Any | None = None, n: int = 1,
+    """A worker's (or peer's) vectors: honest momentum, or what its `attack` makes of it. A label
+    transform of the attack is not this class's business: the node gives it to the adapter."""
+
+    def __init__(self, adapter: FrameworkAdapter, beta: float, attack: WorkerAttack | None = None, n: int = 1,
                  f: int = 0) -> None:
         self.adapter = adapter
         self.beta = beta
         self.attack = attack
         self.n, self.f = n, f
-        self.omniscient = bool(attack is not None and getattr(attack, "omniscient", False))
+        self.omniscient = attack is not None and attack.omniscient
         self._buffers: list[Tensor | None] = [None] * (max(1, n - f) if self.omniscient else 1)
         self._prepared: tuple[list[Tensor], float] | None = None
         self._preparing: asyncio.Task[tuple[list[Tensor], float]] | None = None
-        if attack is not None and getattr(attack, "label_transform", None) is not None:
-            adapter.label_transform = attack.label_transform
 
     def _honest(self, slot: int) -> tuple[Tensor, float]:
         gradient, loss = self.adapter.compute_gradient()

@@ -11,12 +11,13 @@ vectors they offer.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from garfield.adapters.base import FrameworkAdapter
+from garfield.attacks.types import WorkerAttack
 from garfield.observability.state import NodeState
+from garfield.plan.replicas import NodeConfig
 from garfield.proto import GRADIENT, MODEL, PROPOSAL
-from garfield.protocol.base import Contribution, NodeConfig, ProtocolNode
+from garfield.protocol.base import Contribution, ProtocolNode
 from garfield.protocol.gradients import GradientSource
 
 log = logging.getLogger("garfield.peer")
@@ -26,7 +27,8 @@ class PeerNode(ProtocolNode):
     offers = (GRADIENT, MODEL, PROPOSAL)
     final_kinds = (PROPOSAL,)
 
-    def __init__(self, config: NodeConfig, adapter: FrameworkAdapter, state: NodeState, attack: Any | None = None) -> None:
+    def __init__(self, config: NodeConfig, adapter: FrameworkAdapter, state: NodeState,
+                 attack: WorkerAttack | None = None) -> None:
         super().__init__(config, adapter, state)
         peers = config.spec.workers
         self.source = GradientSource(adapter, config.spec.training.worker_momentum, attack, peers.replicas, peers.byzantine)

@@ -11,12 +11,13 @@ consensus). Finally offer the MODEL of step t+1 to the workers.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from garfield.adapters.base import FrameworkAdapter
+from garfield.attacks.types import ServerAttack
 from garfield.observability.state import NodeState
+from garfield.plan.replicas import NodeConfig
 from garfield.proto import GRADIENT, MODEL, PROPOSAL
-from garfield.protocol.base import Contribution, NodeConfig, ProtocolNode
+from garfield.protocol.base import Contribution, ProtocolNode
 
 log = logging.getLogger("garfield.server")
 
@@ -24,7 +25,8 @@ log = logging.getLogger("garfield.server")
 class ServerNode(ProtocolNode):
     offers = (MODEL, PROPOSAL)
 
-    def __init__(self, config: NodeConfig, adapter: FrameworkAdapter, state: NodeState, attack: Any | None = None) -> None:
+    def __init__(self, config: NodeConfig, adapter: FrameworkAdapter, state: NodeState,
+                 attack: ServerAttack | None = None) -> None:
         super().__init__(config, adapter, state)
         assert config.spec.servers is not None
         self.attack = attack  # a server attack: corrupts (or withholds) the models this server offers

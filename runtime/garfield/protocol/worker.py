@@ -10,12 +10,12 @@ of servers ask.
 
 from __future__ import annotations
 
-from typing import Any
-
 from garfield.adapters.base import FrameworkAdapter
+from garfield.attacks.types import WorkerAttack
 from garfield.observability.state import NodeState
+from garfield.plan.replicas import NodeConfig
 from garfield.proto import GRADIENT, MODEL
-from garfield.protocol.base import NodeConfig, ProtocolNode
+from garfield.protocol.base import ProtocolNode
 from garfield.protocol.gradients import GradientSource
 
 
@@ -23,7 +23,8 @@ class WorkerNode(ProtocolNode):
     offers = (GRADIENT,)
     final_kinds = (GRADIENT,)
 
-    def __init__(self, config: NodeConfig, adapter: FrameworkAdapter, state: NodeState, attack: Any | None = None) -> None:
+    def __init__(self, config: NodeConfig, adapter: FrameworkAdapter, state: NodeState,
+                 attack: WorkerAttack | None = None) -> None:
         super().__init__(config, adapter, state)
         workers = config.spec.workers
         self.source = GradientSource(adapter, config.spec.training.worker_momentum, attack, workers.replicas,

@@ -36,6 +36,12 @@ class Topology(StrEnum):
         return (Role.PEER,) if self is Topology.DECENTRALIZED else (Role.SERVER, Role.WORKER)
 
     @property
+    def worker_role(self) -> Role:
+        """The worker-side role: the replicas sized by spec.workers, that compute gradients
+        (peers in a decentralized job, workers otherwise)."""
+        return Role.PEER if self is Topology.DECENTRALIZED else Role.WORKER
+
+    @property
     def primary_role(self) -> Role:
         """The role whose correct replicas hold the model, report progress and decide success."""
         return Role.PEER if self is Topology.DECENTRALIZED else Role.SERVER

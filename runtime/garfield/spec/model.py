@@ -170,13 +170,15 @@ def _attack(d: dict[str, Any] | None) -> AttackSpec | None:
 
 
 def derive_topology(spec: dict[str, Any]) -> str:
+    """spec.topology, or the one the servers imply; a plain string (`.value`), as it goes into the
+    manifest mapping that is serialised (YAML's safe dumper refuses str subclasses)."""
     topology: str | None = spec.get("topology")
     if topology:
         return topology
     servers = spec.get("servers")
     if servers is None:
-        return "decentralized"
-    return "ssmw" if servers.get("replicas", 1) == 1 else "msmw"
+        return Topology.DECENTRALIZED.value
+    return (Topology.SSMW if servers.get("replicas", 1) == 1 else Topology.MSMW).value
 
 
 def from_dict(spec: dict[str, Any]) -> JobSpec:

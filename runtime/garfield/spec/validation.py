@@ -21,6 +21,7 @@ import yaml
 from garfield.aggregators.catalog import RULES
 from garfield.attacks.catalog import ROLES
 from garfield.spec import schema
+from garfield.spec.kinds import Role, Topology
 from garfield.spec.model import JobSpec, RoleSpec, derive_topology, from_dict
 from garfield.spec.structural import check
 
@@ -50,7 +51,7 @@ class Job:
     warnings: list[str] = field(default_factory=list)
 
 
-def _role_rules(path: str, role: RoleSpec, what: str, errors: list[str], warnings: list[str]) -> None:
+def _role_rules(path: str, role: RoleSpec, what: Role, errors: list[str], warnings: list[str]) -> None:
     n, f = role.replicas, role.byzantine
     if f >= n:
         errors.append(f"{path}.byzantine: f={f} leaves no correct {what}; it must be below replicas={n}")
@@ -77,10 +78,9 @@ def _role_rules(path: str, role: RoleSpec, what: str, errors: list[str], warning
 
 def _cross_field(spec: JobSpec, errors: list[str], warnings: list[str]) -> None:
     topo = spec.topology
-    node = "peer" if topo == "decentralized" else "worker"
-    _role_rules("spec.workers", spec.workers, node, errors, warnings)
+    _role_rules("spec.workers", spec.workers, topo.worker_role, errors, warnings)
     servers = spec.servers
-    if topo == "decentralized":
+    if topo is Topology.DECENTRALIZED:
         if servers is not None:
             errors.append("spec.servers: a decentralized job has no servers; every worker is also a server")
         if spec.server_attack is not None:
@@ -88,17 +88,17 @@ def _cross_field(spec: JobSpec, errors: list[str], warnings: list[str]) -> None:
     elif servers is None:
         errors.append(f"spec.servers: required for topology {topo}")
     else:
-        if topo == "ssmw" and servers.replicas != 1:
+        if topo is Topology.SSMW and servers.replicas != 1:
             errors.append(f"spec.servers.replicas: ssmw has exactly one server, not {servers.replicas} (use msmw)")
-        elif topo == "ssmw" and servers.byzantine:
+        elif topo is Topology.SSMW and servers.byzantine:
             errors.append(f"spec.servers.byzantine: ssmw has one server, which must be correct (f=0, not {servers.byzantine}); "
                           "use msmw to tolerate Byzantine servers")
-        elif topo == "msmw" and servers.replicas < 2:
+        elif topo is Topology.MSMW and servers.replicas < 2:
             errors.append("spec.servers.replicas: msmw replicates the server; it needs at least 2 (use ssmw for one)")
         else:
-            _role_rules("spec.servers", servers, "server", errors, warnings)
+            _role_rules("spec.servers", servers, Role.SERVER, errors, warnings)
     for path, attack, role, what in (
-        ("spec.attack.workers", spec.worker_attack, spec.workers, f"{node}s"),
+        ("spec.attack.workers", spec.worker_attack, spec.workers, f"{topo.worker_role}s"),
         ("spec.attack.servers", spec.server_attack, servers, "servers"),
     ):
         if attack is None:
