@@ -134,9 +134,9 @@ def check_torch_adapter(device: torch.device) -> dict[str, Any]:
 def check_tensorflow_adapter(device: torch.device) -> dict[str, Any]:
     """The same step for the Keras example, on the matching TensorFlow device."""
     try:
-        from garfield.adapters import _import_tensorflow
+        from garfield.adapters.plugins import plugin
 
-        tf = _import_tensorflow()
+        tf = plugin("tensorflow").check()
     except Exception as exc:  # not installed: reported, not a failure of the GPU paths
         return {"check": "adapter", "framework": "tensorflow", "ok": True, "skipped": str(exc)}
     from garfield.adapters.tensorflow import TensorFlowAdapter

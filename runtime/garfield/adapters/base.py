@@ -9,9 +9,10 @@ there is one) so aggregation runs there too. Bytes appear only at the wire bound
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: the plugin registry imports this module, and must stay free of NumPy
+    import numpy as np
 
 from garfield.attacks.types import LabelTransform
 

@@ -12,15 +12,12 @@ with PyTorch; this module turns a Keras user's unchanged objects into that:
 
 Why it is shaped this way:
 
-* Every per-step computation is one ``tf.function`` traced once with a fixed input signature (no
-  retracing, no per-step Python beyond the call). The gradient function concatenates the
-  per-variable gradients *inside* the graph, so the flat vector is produced by the same kernel
-  that would have copied them anyway; setting parameters and applying a flat gradient split it
-  back inside the graph as well. The only copies are the unavoidable concat / split: TF variables
-  are separate buffers and cannot alias one flat vector.
-* Array data is moved to the device once; each step gathers its batch on the device from indices
-  of a per-worker permutation (seed + index), so workers draw distinct shuffled streams and no
-  input pipeline runs per step. A ``tf.data.Dataset`` gets the same per-worker shuffle seed.
+* Every per-step computation is one ``tf.function`` traced once with a fixed input signature
+  (:mod:`garfield.adapters.tensorflow_traced`, which says why the only copies are the flat
+  vector's concat / split).
+* Each data mode is a strategy class (:mod:`garfield.adapters.tensorflow_data`): array data is
+  moved to the device once and gathered there per step from a per-worker permutation, in the same
+  traced call as the gradient; a ``tf.data.Dataset`` gets the same per-worker shuffle seed.
 * Everything runs under ``tf.device(self.device)``: ``/GPU:0`` when TensorFlow sees a GPU, else
   ``/CPU:0``. Aggregation is handed the stacked device tensor, so it stays there too.
 * TensorFlow is imported lazily and quietly (``TF_CPP_MIN_LOG_LEVEL``), and its thread pools are
@@ -39,16 +36,11 @@ import numpy as np
 
 from garfield.adapters.base import FrameworkAdapter
 from garfield.adapters.cpus import usable_cpus
+from garfield.adapters.tensorflow_data import Batches, TensorFlowTaskError, prepare_test, train_batches
+from garfield.adapters.tensorflow_traced import Steps
 from garfield.task import Task
 
-EVAL_BATCH = 1000  # test batches: large enough to amortise the call, small enough for any device
-SHUFFLE_BUFFER = 10_000  # for tf.data.Dataset training data of unknown or large size
-
 _tf: Any = None  # the tensorflow module, once imported
-
-
-class TensorFlowTaskError(ValueError):
-    """The user's task cannot be run by the TensorFlow adapter (wrong kind of model, loss, data)."""
 
 
 # -- importing and configuring TensorFlow ----------------------------------------------------------
@@ -181,51 +173,6 @@ def _resolve_optimizer(optimizer: Any, learning_rate: float | None) -> Any:
     return optimizer
 
 
-def _is_pair(data: Any) -> bool:
-    return isinstance(data, (tuple, list)) and len(data) == 2
-
-
-def _batched(dataset: Any) -> bool:
-    """A dataset whose inputs have an unknown leading dimension was made with ``.batch()``."""
-    tf = _tf
-    spec = dataset.element_spec
-    first = tf.nest.flatten(spec)[0]
-    return first.shape.rank is not None and first.shape.rank >= 1 and first.shape[0] is None
-
-
-def _as_examples(dataset: Any, what: str) -> Any:
-    """The dataset as single ``(x, y)`` examples, so that the spec's batch size governs."""
-    if not isinstance(dataset.element_spec, tuple) or len(dataset.element_spec) != 2:
-        raise TensorFlowTaskError(f"task.{what}: a tf.data.Dataset must yield (inputs, targets) pairs; "
-                                  f"it yields {dataset.element_spec}")
-    return dataset.unbatch() if _batched(dataset) else dataset
-
-
-def _arrays(data: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
-    x, y = data
-    x, y = np.asarray(x), np.asarray(y)
-    if len(x) != len(y) or len(x) == 0:
-        raise TensorFlowTaskError(f"task.{what}: inputs and targets must be non-empty and of equal length "
-                                  f"(got {len(x)} and {len(y)})")
-    return x, y
-
-
-class _Traced:
-    """A ``tf.function`` with a fixed input signature, traced on first use and then called through
-    its concrete function: the polymorphic call's argument binding and cache lookup cost about as
-    much again as running a small graph, once per step per call."""
-
-    def __init__(self, function: Any) -> None:
-        self._function = function
-        self._concrete: Any = None
-
-    def __call__(self, *args: Any) -> Any:
-        concrete = self._concrete
-        if concrete is None:
-            concrete = self._concrete = self._function.get_concrete_function()
-        return concrete(*args)
-
-
 # -- the adapter --------------------------------------------------------------------------------------
 
 class TensorFlowAdapter(FrameworkAdapter):
@@ -252,25 +199,27 @@ class TensorFlowAdapter(FrameworkAdapter):
                 + (" (a PyTorch module? set spec.framework: pytorch)" if hasattr(self._model, "parameters") else ""))
         self._keras_model = _is_keras_layer(self._model)
         self.loss_fn = _resolve_loss(task.loss)
-        self._rng = np.random.default_rng(self.seed)
 
         with tf.device(self.device):
-            self._train = self._prepare_train(task.train)
-            self._test = self._prepare_test(task.test) if task.test is not None else None
+            self._batches: Batches = train_batches(tf, task.train, self.batch_size, self.seed, self.device)
+            self._test = prepare_test(tf, task.test) if task.test is not None else None
             self._build_model()
             self._vars = list(self._model.trainable_variables)
             if not self._vars:
                 raise TensorFlowTaskError("task.model has no trainable variables")
-            self._shapes = [tuple(int(d) for d in v.shape) for v in self._vars]
-            self._sizes = [int(np.prod(s)) for s in self._shapes]
-            self.num_params = int(sum(self._sizes))
+            shapes = [tuple(int(d) for d in v.shape) for v in self._vars]
+            sizes = [int(np.prod(s)) for s in shapes]
+            self.num_params = int(sum(sizes))
             dtypes = {v.dtype for v in self._vars}
             self.dtype = tf.as_dtype(next(iter(dtypes))) if len(dtypes) == 1 else tf.float32
             self._uniform_dtype = len(dtypes) == 1
             self._cast_inputs()
             self.optimizer = _resolve_optimizer(task.optimizer, training.learning_rate)
             self.optimizer.build(self._vars)  # slot variables now, not inside a traced function
-            self._compile()
+            self._steps = Steps(tf, self._vars, shapes, sizes, self.dtype, self._call, self.loss_fn,
+                                self._regularisation, self.optimizer)
+            self._batches.compile(self._steps)
+            self._grad_xy = self._steps.gradient_of(*self._batches.specs())
 
     @property
     def model(self) -> Any:
@@ -278,47 +227,7 @@ class TensorFlowAdapter(FrameworkAdapter):
         self._flush()
         return self._model
 
-    # -- data -------------------------------------------------------------------------------------
-    def _prepare_train(self, data: Any) -> Any:
-        tf = self._tf
-        if isinstance(data, tf.data.Dataset):
-            ds = _as_examples(data, "train")
-            size = int(ds.cardinality())
-            buffer = size if 0 < size <= SHUFFLE_BUFFER * 10 else SHUFFLE_BUFFER
-            ds = (ds.shuffle(buffer, seed=self.seed, reshuffle_each_iteration=True).repeat()
-                  .batch(self.batch_size, drop_remainder=True))
-            # batches are copied to the device (a GPU: ahead of the step that needs them)
-            ds = ds.apply(tf.data.experimental.prefetch_to_device(self.device, buffer_size=2))
-            with tf.device("/CPU:0"):  # input pipelines run on the host
-                self._train_iter = iter(ds)
-            self._sample_x = ds.element_spec[0]
-            return None
-        if not _is_pair(data):
-            raise TensorFlowTaskError(
-                f"task.train must be a tf.data.Dataset of (inputs, targets) or an (inputs, targets) pair of arrays; "
-                f"got {type(data).__name__}" + (" (a PyTorch dataset? set spec.framework: pytorch)"
-                                                 if hasattr(data, "__getitem__") and hasattr(data, "__len__") else ""))
-        x, y = _arrays(data, "train")
-        if len(x) < self.batch_size:
-            raise TensorFlowTaskError(f"task.train has {len(x)} examples, fewer than spec.training.batchSize={self.batch_size}")
-        self._train_iter = None
-        self._x_train = tf.constant(x)
-        self._y_train = tf.constant(y)
-        self._n_train = len(x)
-        self._perm = self._rng.permutation(self._n_train).astype(np.int32)
-        self._pos = 0
-        return (self._x_train, self._y_train)
-
-    def _prepare_test(self, data: Any) -> Any:
-        tf = self._tf
-        if isinstance(data, tf.data.Dataset):
-            return _as_examples(data, "test").batch(EVAL_BATCH).prefetch(2)
-        if not _is_pair(data):
-            raise TensorFlowTaskError("task.test must be a tf.data.Dataset or an (inputs, targets) pair; "
-                                      f"got {type(data).__name__}")
-        x, y = _arrays(data, "test")
-        return [(tf.constant(x[i:i + EVAL_BATCH]), tf.constant(y[i:i + EVAL_BATCH])) for i in range(0, len(x), EVAL_BATCH)]
-
+    # -- the model --------------------------------------------------------------------------------
     def _cast_inputs(self) -> None:
         """Floating-point array inputs in the model's dtype, converted once on the device instead of
         by the first layer at every step (float64 NumPy data for a float32 model is the usual case)."""
@@ -327,20 +236,9 @@ class TensorFlowAdapter(FrameworkAdapter):
         def cast(t: Any) -> Any:
             return tf.cast(t, self.dtype) if t.dtype.is_floating and t.dtype != self.dtype else t
 
-        if self._train_iter is None:
-            self._x_train = cast(self._x_train)
-            self._train = (self._x_train, self._y_train)
+        self._batches.cast(cast)
         if isinstance(self._test, list):
             self._test = [(cast(x), y) for x, y in self._test]
-
-    def _next_indices(self) -> Any:
-        """The next batch's indices in this worker's own permutation; reshuffled every epoch."""
-        if self._pos + self.batch_size > self._n_train:
-            self._perm = self._rng.permutation(self._n_train).astype(np.int32)
-            self._pos = 0
-        idx = self._perm[self._pos:self._pos + self.batch_size]
-        self._pos += self.batch_size
-        return self._tf.constant(idx)
 
     def _build_model(self) -> None:
         """Create the variables of a model built lazily (e.g. ``Sequential`` without an Input)."""
@@ -348,93 +246,14 @@ class TensorFlowAdapter(FrameworkAdapter):
             return
         if not self._keras_model and self._model.trainable_variables:
             return
-        tf = self._tf
-        if self._train_iter is None:
-            sample = self._x_train[:1]
-        else:
-            spec = self._sample_x
-            sample = tf.zeros([1, *spec.shape[1:]], spec.dtype)
-        self._call(sample, training=False)
+        self._call(self._batches.sample(), training=False)
 
     def _call(self, x: Any, training: bool) -> Any:
         return self._model(x, training=training) if self._keras_model else self._model(x)
 
-    # -- compiled step functions ------------------------------------------------------------------
-    def _compile(self) -> None:
-        tf = self._tf
-        vars_, shapes, sizes, dtype = self._vars, self._shapes, self._sizes, self.dtype
-        flat_spec = tf.TensorSpec([self.num_params], dtype)
-
-        def flatten(tensors: list[Any]) -> Any:
-            return tf.concat([tf.reshape(tf.cast(t, dtype), [-1]) for t in tensors], axis=0)
-
-        def split(flat: Any) -> list[Any]:
-            parts = tf.split(flat, sizes)
-            return [tf.cast(tf.reshape(p, s), v.dtype) for p, s, v in zip(parts, shapes, vars_, strict=True)]
-
-        def loss_and_grad(x: Any, y: Any) -> tuple[Any, Any]:
-            with tf.GradientTape() as tape:
-                out = self._call(x, training=True)
-                loss = tf.reduce_mean(self.loss_fn(y, out))  # loss functions return per-example values
-                if self._keras_model and self._model.losses:  # regularisation terms
-                    loss = loss + tf.add_n(self._model.losses)
-            grads = tape.gradient(loss, vars_)
-            grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, vars_, strict=True)]
-            return flatten(grads), loss
-
-        def assign(flat: Any) -> None:
-            for v, p in zip(vars_, split(flat), strict=True):
-                v.assign(p)
-
-        def traced(*signature: Any) -> Callable[[Callable[..., Any]], _Traced]:
-            return lambda fn: _Traced(tf.function(fn, input_signature=list(signature)))
-
-        self._get = traced()(lambda: flatten(vars_))
-        self._set = traced(flat_spec)(assign)
-
-        @traced(flat_spec)
-        def apply(flat: Any) -> None:
-            self.optimizer.apply_gradients(zip(split(flat), vars_, strict=True))
-
-        @traced(flat_spec, flat_spec)
-        def set_and_apply(params: Any, flat: Any) -> None:
-            assign(params)
-            self.optimizer.apply_gradients(zip(split(flat), vars_, strict=True))
-
-        self._apply, self._set_and_apply = apply, set_and_apply
-
-        if self._train_iter is None:
-            x_all, y_all = self._train
-            x_spec = tf.TensorSpec([self.batch_size, *x_all.shape[1:]], x_all.dtype)
-            y_spec = tf.TensorSpec([self.batch_size, *y_all.shape[1:]], y_all.dtype)
-            idx_spec = tf.TensorSpec([self.batch_size], tf.int32)
-
-            @traced(idx_spec)
-            def batch_at(idx: Any) -> tuple[Any, Any]:
-                return tf.gather(x_all, idx), tf.gather(y_all, idx)
-
-            @traced(idx_spec)
-            def grad_at(idx: Any) -> tuple[Any, Any]:
-                return loss_and_grad(tf.gather(x_all, idx), tf.gather(y_all, idx))
-
-            @traced(flat_spec, idx_spec)
-            def set_and_grad_at(params: Any, idx: Any) -> tuple[Any, Any]:
-                assign(params)
-                return loss_and_grad(tf.gather(x_all, idx), tf.gather(y_all, idx))
-
-            self._batch_at, self._grad_at, self._set_and_grad_at = batch_at, grad_at, set_and_grad_at
-        else:
-            x_spec, y_spec = (tf.TensorSpec([self.batch_size, *s.shape[1:]], s.dtype)
-                              for s in self._train_iter.element_spec)
-        self._grad_xy = traced(x_spec, y_spec)(loss_and_grad)
-
-        @tf.function(reduce_retracing=True)  # type: ignore[untyped-decorator]  # TensorFlow has no type information
-        def eval_batch(x: Any, y: Any) -> tuple[Any, Any]:
-            out = self._call(x, training=False)
-            loss = tf.reduce_mean(self.loss_fn(y, out))
-            return tf.cast(loss, tf.float64) * tf.cast(tf.shape(out)[0], tf.float64), _correct(tf, out, y)
-
-        self._eval_batch = eval_batch
+    def _regularisation(self) -> list[Any]:
+        """The model's regularisation loss terms (Keras ``model.losses``), added to the training loss."""
+        return list(self._model.losses) if self._keras_model and self._model.losses else []
 
     # -- FrameworkAdapter ---------------------------------------------------------------------------
     def get_params(self) -> Any:
@@ -442,7 +261,7 @@ class TensorFlowAdapter(FrameworkAdapter):
         until the parameters change: a server reads its model up to three times per step."""
         if self._params is None:
             with self._tf.device(self.device):
-                self._params = self._get()
+                self._params = self._steps.get()
         return self._params
 
     def set_params(self, flat: Any) -> None:
@@ -459,7 +278,7 @@ class TensorFlowAdapter(FrameworkAdapter):
 
     def _write(self, flat: Any) -> None:
         with self._tf.device(self.device):
-            self._set(flat)
+            self._steps.set(flat)
         self._pending = None
         self._params = None
 
@@ -473,21 +292,15 @@ class TensorFlowAdapter(FrameworkAdapter):
     def compute_gradient(self) -> tuple[Any, float]:
         tf = self._tf
         transform = self.label_transform
-        if self._train_iter is None and transform is None:  # the hot path: one call per step
-            idx = self._next_indices()
-            with tf.device(self.device):
-                if self._pending is not None:
-                    grad, loss = self._set_and_grad_at(self._pending, idx)
-                    self._pending = None
-                else:
-                    grad, loss = self._grad_at(idx)
-            return grad, float(loss)
+        if transform is None:  # the hot path where the data mode has one: one call per step
+            fused = self._batches.gradient(self._pending)
+            if fused is not None:
+                self._pending = None
+                grad, loss = fused
+                return grad, float(loss)
         self._flush()
         with tf.device(self.device):
-            if self._train_iter is not None:
-                x, y = next(self._train_iter)
-            else:
-                x, y = self._batch_at(self._next_indices())
+            x, y = self._batches.next()
             if transform is not None:
                 y = tf.convert_to_tensor(transform(y), dtype=y.dtype)
             grad, loss = self._grad_xy(x, y)
@@ -497,10 +310,10 @@ class TensorFlowAdapter(FrameworkAdapter):
         with self._tf.device(self.device):
             flat = self._vector(flat)
             if self._pending is not None:
-                self._set_and_apply(self._pending, flat)
+                self._steps.set_and_apply(self._pending, flat)
                 self._pending = None
             else:
-                self._apply(flat)
+                self._steps.apply(flat)
         self._params = None
 
     def evaluate(self, max_batches: int | None = None) -> dict[str, float]:
@@ -512,7 +325,7 @@ class TensorFlowAdapter(FrameworkAdapter):
             if max_batches is not None and i >= max_batches:
                 break
             with self._tf.device(self.device):
-                loss_sum, hits = self._eval_batch(x, y)
+                loss_sum, hits = self._steps.eval_batch(x, y)
             total_loss += float(loss_sum)
             correct += int(hits)
             count += int(x.shape[0])
@@ -555,17 +368,3 @@ class TensorFlowAdapter(FrameworkAdapter):
         if flat.shape.rank != 1 or int(flat.shape[0]) != self.num_params:
             raise ValueError(f"expected a flat vector of {self.num_params} parameters, got shape {tuple(flat.shape)}")
         return flat if flat.dtype == self.dtype else tf.cast(flat, self.dtype)
-
-
-def _correct(tf: Any, out: Any, y: Any) -> Any:
-    """Number of correct predictions: argmax for class scores (sparse or one-hot targets), a 0.5
-    threshold for a single probability output (0 for a single logit)."""
-    if out.shape.rank == 2 and out.shape[-1] == 1:
-        threshold = tf.where(tf.reduce_min(out) >= 0.0, 0.5, 0.0)
-        threshold = tf.where(tf.reduce_max(out) <= 1.0, threshold, 0.0)
-        pred = tf.cast(tf.reshape(out, [-1]) >= tf.cast(threshold, out.dtype), tf.int64)
-        truth = tf.cast(tf.reshape(y, [-1]), tf.int64)
-    else:
-        pred = tf.argmax(out, axis=-1, output_type=tf.int64)
-        truth = tf.argmax(y, axis=-1, output_type=tf.int64) if y.shape.rank == out.shape.rank else tf.cast(y, tf.int64)
-    return tf.reduce_sum(tf.cast(tf.equal(pred, tf.reshape(truth, tf.shape(pred))), tf.int64))

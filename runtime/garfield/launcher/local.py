@@ -67,8 +67,10 @@ def preload_for(job: Job, plan: Plan, command: Callable[[Replica], Sequence[str]
     threads = threads_per_replica(plan)
     if not plan.replicas or any(not proc.arms_itself(command(r)) for r in plan.replicas):
         return fs.Preload(threads=threads)
+    from garfield.adapters.plugins import plugin
+
     spec = dict(job.spec.to_dict())
-    if job.spec.framework != "pytorch":
+    if not plugin(job.spec.framework).warm_task_before_fork:
         spec.pop("task", None)
     return fs.Preload(modules=fs.TORCH_PRELOAD, spec=spec, threads=threads)
 
