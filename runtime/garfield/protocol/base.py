@@ -98,6 +98,7 @@ class ProtocolNode:
         self._last_request = time.monotonic()
         self._activity = asyncio.Event()
         self._final_seen: set[str] = set()
+        self._left: set[str] = set()  # requesters whose Exchange stream ended (see _requester_left)
         self._last_seen: dict[str, float] = {}
         self._orders: dict[tuple[int, bool], PeerOrder] = {}
         self._waiting: dict[asyncio.Task[Any], tuple[int, int]] = {}  # serve() calls waiting: (kind, step)
@@ -114,7 +115,8 @@ class ProtocolNode:
     async def start(self) -> int:
         self.server_peers = self._peers(Role.SERVER, self.config.servers)
         self.worker_peers = self._peers(self.spec.topology.worker_role, self.config.workers)
-        self._server, self.port = await start_server(self, self.config.listen, self.tensor_bytes)
+        self._server, self.port = await start_server(self, self.config.listen, self.tensor_bytes,
+                                                     on_requester_left=self._requester_left)
         log.info("listening", extra={"fields": {"address": self.config.listen, "port": self.port,
                                                 "params": self.shape[0], "dtype": self.dtype}})
         return self.port
@@ -132,6 +134,7 @@ class ProtocolNode:
                                                "loss": self.state.loss, "rejected": self.state.rejected,
                                                "quorums": self.state.quorum_counts()}})
             termination.write_final(self.state.status())
+            await self._close_peers()  # this node asks nothing more: peers waiting on its requests see it leave
             await self._linger()
         except asyncio.CancelledError:
             self.state.set_phase("failed", "cancelled")
@@ -152,6 +155,9 @@ class ProtocolNode:
                     task.cancel()
             await stop_server(self._server, grace=STOP_GRACE_SECONDS)
             self._server = None
+        await self._close_peers()
+
+    async def _close_peers(self) -> None:
         for peer in self.server_peers + self.worker_peers:
             await peer.close()
 
@@ -182,6 +188,7 @@ class ProtocolNode:
         self._last_request = time.monotonic()
         if request.requester:
             self._last_seen[request.requester] = self._last_request
+            self._left.discard(request.requester)  # back (a reopened stream): it may still want the end
         final = self.total_steps - 1 if request.kind == GRADIENT else self.total_steps
         if request.kind in self.final_kinds and request.step >= final and request.requester:
             self._final_seen.add(request.requester)
@@ -266,12 +273,22 @@ class ProtocolNode:
         """Peers that will ask this node for its final tensor (they are waited for before exit)."""
         return set()
 
+    def _requester_left(self, name: str) -> None:
+        """A peer closed its Exchange stream to this node: it is done (a finished node closes its
+        channels before lingering) or gone, so it will ask nothing more; wakes the linger."""
+        self._left.add(name)
+        self._activity.set()
+
     async def _linger(self) -> None:
+        """Serve late peers before leaving: until every recently seen expected requester has asked for
+        this node's final tensor or has left (closed its stream: finished nodes do, so two finished
+        nodes that never needed each other's last answer do not wait on each other), at most
+        LINGER_IDLE_SECONDS after the last request and the RPC deadline in all."""
         now = time.monotonic()
         expected = {name for name in self.expected_final_requesters()
                     if self._last_seen.get(name, -math.inf) >= now - RECENT_SECONDS}
         cap = now + self.policy.rpc_seconds
-        while not expected <= self._final_seen:
+        while not expected <= self._final_seen | self._left:
             now = time.monotonic()
             wait = min(self._last_request + LINGER_IDLE_SECONDS, cap) - now
             if wait <= 0:
@@ -281,7 +298,7 @@ class ProtocolNode:
                 await asyncio.wait_for(self._activity.wait(), timeout=wait)
             except asyncio.TimeoutError:
                 break
-        missing = sorted(expected - self._final_seen)
+        missing = sorted(expected - self._final_seen - self._left)
         if missing:
             log.info("leaving without final requests from some peers", extra={"fields": {"missing": missing}})
 

@@ -109,6 +109,7 @@ class _ExchangeStream:
         self.closing = False  # the client half-closed: end once the pending answer is written
         self.undecodable = False
         self.failure: BaseException | None = None
+        self.requester = ""  # the name the stream's requests carry (its first non-empty one)
 
     def finish(self) -> None:
         """The node is stopping: end the call once the pending answer is written. (The node cancels
@@ -144,6 +145,7 @@ class _ExchangeStream:
                     self.stats.superseded += 1
                 self._drop()
                 self.stats.requests += 1
+                self.requester = self.requester or message.fetch.requester
                 job = self.job = _Job(message.id)
                 job.task = asyncio.create_task(self._serve(job, message.fetch), name=f"serve-{message.id}")
             self.closing = True
@@ -219,8 +221,12 @@ class _OpenStreams:
 _OPEN: dict[int, _OpenStreams] = {}  # id(server) -> its streams (see stop_server)
 
 
+RequesterLeft = Callable[[str], None]
+
+
 def _handlers(source: TensorSource, stats: ExchangeStats | None = None,
-              open_streams: _OpenStreams | None = None) -> grpc.GenericRpcHandler:
+              open_streams: _OpenStreams | None = None,
+              on_requester_left: RequesterLeft | None = None) -> grpc.GenericRpcHandler:
     stats = stats if stats is not None else ExchangeStats()
     registry = open_streams if open_streams is not None else _OpenStreams()
 
@@ -236,6 +242,8 @@ def _handlers(source: TensorSource, stats: ExchangeStats | None = None,
         finally:
             registry.streams.discard(stream)
             stats.streams_open -= 1
+            if on_requester_left is not None and stream.requester:
+                on_requester_left(stream.requester)
 
     async def answer(raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> list[bytes]:
         try:
@@ -267,12 +275,16 @@ def _handlers(source: TensorSource, stats: ExchangeStats | None = None,
 
 
 async def start_server(source: TensorSource, listen: str, tensor_bytes: int,
-                       stats: ExchangeStats | None = None) -> tuple[grpc.aio.Server, int]:
+                       stats: ExchangeStats | None = None,
+                       on_requester_left: RequesterLeft | None = None) -> tuple[grpc.aio.Server, int]:
     """Bind `listen` ("host:port"; port 0 picks a free one) and start serving. Returns the server and
-    its port. `stats`, when given, counts what the server's Exchange streams do."""
+    its port. `stats`, when given, counts what the server's Exchange streams do. `on_requester_left(name)`
+    is called when an Exchange stream ends, with the requester name its requests carried: the peer
+    closed its channel (it is done, or gone), so a node waiting at the end for that peer's last
+    request can stop waiting (a broken stream that the peer reopens simply requests again)."""
     server = grpc.aio.server(options=server_options(tensor_bytes))
     open_streams = _OpenStreams()
-    server.add_generic_rpc_handlers((_handlers(source, stats, open_streams),))
+    server.add_generic_rpc_handlers((_handlers(source, stats, open_streams, on_requester_left),))
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot bind gRPC address {listen!r} (in use?)")
