@@ -21,6 +21,8 @@ from garfield.launcher.forkserver import TORCH_PRELOAD, ForkServer, ForkServerEr
 from garfield.launcher.local import launch
 from garfield.spec.validation import load_job
 
+from support.processes import running
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork server and PDEATHSIG: Linux")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,7 +107,7 @@ def test_stopping_the_server_kills_the_children_it_forked(tmp_path: Path) -> Non
     _wait_for_line(child.log_path, "up", child)
     server.close()
     assert child.popen.wait(timeout=60) == -signal.SIGKILL
-    assert not psutil.pid_exists(child.pid) or psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
+    assert not running(child.pid)
 
 
 def test_grpc_is_never_imported_in_the_server_before_it_forks(tmp_path: Path) -> None:
@@ -167,7 +169,7 @@ def test_launch_forks_replicas_from_the_server_and_supervises_them(tmp_path: Pat
     server_log = tmp_path / "run" / "logs" / "forkserver.log"
     assert server_log.exists()
     for info in result.replicas.values():
-        assert not psutil.pid_exists(info["pid"]) or psutil.Process(info["pid"]).status() == psutil.STATUS_ZOMBIE
+        assert not running(info["pid"])
 
 
 def test_fork_server_is_on_by_default_and_off_with_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

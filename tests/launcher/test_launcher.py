@@ -24,6 +24,8 @@ from garfield.launcher.local import launch
 from garfield.launcher.ports import free_ports, loopback_table
 from garfield.spec.validation import load_job
 
+from support.processes import running
+
 ROOT = Path(__file__).resolve().parents[2]
 FAKE = Path(__file__).with_name("fake_node.py")
 MSMW = ROOT / "examples" / "mnist-msmw.yaml"
@@ -44,7 +46,7 @@ def run_fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, behaviour: dict[st
 
 def assert_all_gone(result) -> None:
     for name, info in result.replicas.items():
-        assert not psutil.pid_exists(info["pid"]) or psutil.Process(info["pid"]).status() == psutil.STATUS_ZOMBIE, name
+        assert not running(info["pid"]), name
 
 
 def test_free_ports_are_distinct_and_bindable() -> None:
@@ -172,7 +174,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 120.0)
 def _wait_gone(pids: list[int], seconds: float = 120) -> list[int]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        alive = [p for p in pids if running(p)]
         if not alive:
             return []
         time.sleep(0.1)
