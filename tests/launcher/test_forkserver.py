@@ -147,6 +147,9 @@ def test_launch_forks_replicas_from_the_server_and_supervises_them(tmp_path: Pat
     """The stand-in nodes run as children of the fork server, not of the launcher, and the run's
     outcome, exit statuses and clean-up are what they are with fresh processes."""
     monkeypatch.setenv("FAKE_NODE", json.dumps({"mnist-msmw-worker-5": "crash"}))
+    # One step per /status read: the servers cannot finish before the launcher's first read, which
+    # is when on_status records the parents (unpaced, a starved launcher could miss every step).
+    monkeypatch.setenv("FAKE_NODE_PACE", "read")
     parents: dict[str, int] = {}
 
     def on_status(name: str, _status: dict) -> None:
@@ -158,7 +161,7 @@ def test_launch_forks_replicas_from_the_server_and_supervises_them(tmp_path: Pat
                 except psutil.NoSuchProcess:
                     parents[replica] = -1
 
-    result = launch(load_job(MSMW), tmp_path / "run", steps=40, progress="none", command=lambda r: [sys.executable, str(FAKE)],
+    result = launch(load_job(MSMW), tmp_path / "run", steps=3, progress="none", command=lambda r: [sys.executable, str(FAKE)],
                     grace=2.0, on_status=on_status, fork_server=True)
     assert result.outcome == "succeeded", result.message
     assert result.replicas["mnist-msmw-worker-5"]["exit"] == "exit 3"
