@@ -69,8 +69,3 @@ def apply_to_kopf(settings: kopf.OperatorSettings, config: Config) -> None:
         settings.peering.name = config.peering
         settings.peering.mandatory = True
     settings.peering.standalone = config.standalone
-    # Exact namespace names (or cluster-wide) need no run-time observation of namespaces and CRDs:
-    # without it the operator needs no cluster-scoped read permissions (the Helm chart grants
-    # namespaced Roles only) and kopf does not spend minutes retrying 403s before it starts.
-    # Globs ('ml-*') still need it, to find the namespaces they match.
-    settings.scanning.disabled = not any(ch in ns for ns in config.namespaces for ch in "*?[!")
