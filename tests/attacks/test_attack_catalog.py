@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from garfield.attacks import SERVER_ATTACKS, WORKER_ATTACKS, make_server_attack, make_worker_attack, server, worker
-from garfield.attacks._common import conformance_errors
-from garfield.attacks.catalog import WITHHOLDING
+from garfield.attacks._common import conformance_errors, implementations
+from garfield.attacks.catalog import WITHHOLDING, AttackSide
 from garfield.attacks.types import LabelTransform, ServerAttack, WorkerAttack
 
 from support.param_cases import Case, bad_values, good_values, value_id
@@ -48,6 +48,14 @@ def test_conformance_reports_other_parameters_and_defaults() -> None:
         "reversed: the constructor takes ['factor'], the catalog declares ['scale']",
         "reversed: factor has a default in the constructor",
     ]
+
+
+def test_a_module_whose_classes_disagree_with_the_catalog_fails_at_import() -> None:
+    """`implementations` is what worker.py and server.py build their tables with at import."""
+    assert implementations(AttackSide.SERVER, server._CLASSES.values()) == server._CLASSES
+    with pytest.raises(AssertionError, match=r"^server attack catalog and implementations disagree: "
+                                             r"silent: in the catalog, not implemented$"):
+        implementations(AttackSide.SERVER, [c for name, c in server._CLASSES.items() if name != "silent"])
 
 
 def test_withholding_and_silent_agree() -> None:

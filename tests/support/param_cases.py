@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from garfield.aggregators.catalog import RULES
-from garfield.attacks.catalog import ROLES
+from garfield.attacks.catalog import BY_SIDE
 from garfield.params import SEED_MAX, SEED_MIN, Param
 
 NAN, INF = float("nan"), float("inf")
@@ -79,7 +79,7 @@ SIZE_CASES: dict[tuple[str, str], list[tuple[int, int, int]]] = {
 def declared() -> dict[tuple[str, str, str], Param]:
     """Every parameter the registries declare, by (kind, name, param)."""
     out = {("rule", r.name, p.name): p for r in RULES.values() for p in r.params}
-    for kind, table in ROLES.items():
+    for kind, table in BY_SIDE.items():
         out.update({(kind, a.name, p.name): p for a in table.values() for p in a.params})
     return out
 

@@ -4,11 +4,13 @@ generators. Parameters are checked by `garfield.attacks.catalog.resolve`, not he
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar, cast
 
 import torch
 
-from garfield.attacks.catalog import AttackEntry
+from garfield.attacks.catalog import BY_SIDE, AttackEntry, AttackSide, resolve
+
+AttackClass = TypeVar("AttackClass", bound=type)
 
 
 def conformance_errors(specs: Mapping[str, AttackEntry], classes: Mapping[str, type]) -> list[str]:
@@ -24,6 +26,25 @@ def conformance_errors(specs: Mapping[str, AttackEntry], classes: Mapping[str, t
             errors.append(f"{name}: the constructor takes {[p.name for p in taken]}, the catalog declares {declared}")
         errors += [f"{name}: {p.name} has a default in the constructor" for p in taken if p.default is not p.empty]
     return errors
+
+
+def implementations(side: AttackSide, classes: Iterable[AttackClass]) -> dict[str, AttackClass]:
+    """The `side` attack classes by their `name`, checked against the catalog when the module
+    that defines them is imported: a disagreement is an AssertionError then (raised, not asserted,
+    so that it holds under python -O too), never a surprise at a job's first step."""
+    table = {cast(Any, c).name: c for c in classes}  # each class names its catalog entry
+    mismatch = conformance_errors(BY_SIDE[side], table)
+    if mismatch:
+        raise AssertionError(f"{side} attack catalog and implementations disagree: " + "; ".join(mismatch))
+    return table
+
+
+def build(side: AttackSide, table: Mapping[str, AttackClass], name: str, params: Mapping[str, Any] | None) -> Any:
+    """The `side` attack `name` built with `params` over its catalog defaults; ValueError on an
+    unknown name or parameter and on an out-of-range value (the catalog's check, as in
+    `garfield validate`)."""
+    values = resolve(side, name, params)  # first: it names an unknown attack clearly
+    return table[name](**values)
 
 
 def to_torch(x: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:

@@ -1,5 +1,5 @@
 """The simulated Byzantine behaviours' registry, kept free of tensor libraries: one `AttackEntry`
-per attack and role.
+per attack and side (`AttackSide`).
 
 The CRD schema enumerates the names, validation checks a job's attack parameters and the docs
 generator lists them, without importing torch. The implementations (`garfield.attacks.worker`,
@@ -11,6 +11,7 @@ import-time check in each module enforces it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Mapping
 
 from garfield.params import Param, check_params, positive, seed
@@ -80,27 +81,43 @@ SERVER_ATTACKS: dict[str, AttackEntry] = _table(
     AttackEntry("nan", "a model full of NaN (or +inf / -inf)", (_FILL,)),
 )
 
-ROLES: dict[str, dict[str, AttackEntry]] = {"worker": WORKER_ATTACKS, "server": SERVER_ATTACKS}
+
+
+class AttackSide(StrEnum):
+    """Which replicas an attack runs on, and so which table names it: the worker side (workers, and
+    the peers of a decentralized job, `spec.attack.workers`) or the servers (`spec.attack.servers`).
+    Not a `Role`: peers take worker attacks, and the catalog must stay importable by the spec."""
+
+    WORKER = "worker"
+    SERVER = "server"
+
+    @property
+    def spec_path(self) -> str:
+        """Where a job names this side's attack."""
+        return f"spec.attack.{self.value}s"
+
+
+BY_SIDE: dict[AttackSide, dict[str, AttackEntry]] = {AttackSide.WORKER: WORKER_ATTACKS, AttackSide.SERVER: SERVER_ATTACKS}
 
 # Attacks that may withhold their reply, by name (spec.model.AttackSpec.answers reads it).
 WITHHOLDING: frozenset[str] = frozenset(
-    spec.name for table in ROLES.values() for spec in table.values() if spec.withholds
+    spec.name for table in BY_SIDE.values() for spec in table.values() if spec.withholds
 )
 
 
-def attack_entry(role: str, name: str) -> AttackEntry:
-    """The AttackEntry of the `role` ("worker" or "server") attack `name`; ValueError otherwise."""
-    table = ROLES[role]
+def attack_entry(side: AttackSide, name: str) -> AttackEntry:
+    """The AttackEntry of the `side` attack `name`; ValueError otherwise."""
+    table = BY_SIDE[side]
     try:
         return table[name]
     except KeyError:
-        raise ValueError(f"unknown {role} attack {name!r}; known: {', '.join(sorted(table))}") from None
+        raise ValueError(f"unknown {side} attack {name!r}; known: {', '.join(sorted(table))}") from None
 
 
-def resolve(role: str, name: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Defaults of the `role` attack `name` overridden by `params`, checked; ValueError naming
+def resolve(side: AttackSide, name: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults of the `side` attack `name` overridden by `params`, checked; ValueError naming
     every unknown parameter and out-of-range value."""
-    values, errors = attack_entry(role, name).check(params, owner=f"{role} attack {name}")
+    values, errors = attack_entry(side, name).check(params, owner=f"{side} attack {name}")
     if errors:
         raise ValueError("; ".join(errors))
     return values

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from garfield.attacks._common import FILL_VALUES, Rng, conformance_errors, to_torch
-from garfield.attacks.catalog import SERVER_ATTACKS, resolve
+from garfield.attacks._common import FILL_VALUES, Rng, build, implementations, to_torch
+from garfield.attacks.catalog import AttackSide
 
 
 class TorchServerAttack:
@@ -98,14 +98,12 @@ class NonFiniteModel(TorchServerAttack):
         return torch.full_like(x, self.value)
 
 
-_CLASSES: dict[str, type[TorchServerAttack]] = {c.name: c for c in (RandomModel, Reversed, Stale, Silent, NonFiniteModel)}
-_MISMATCH = conformance_errors(SERVER_ATTACKS, _CLASSES)
-if _MISMATCH:  # not an assert: it must hold under python -O too
-    raise AssertionError("server attack catalog and implementations disagree: " + "; ".join(_MISMATCH))
+_CLASSES: dict[str, type[TorchServerAttack]] = implementations(
+    AttackSide.SERVER, (RandomModel, Reversed, Stale, Silent, NonFiniteModel))
 
 
 def make_server_attack(name: str, params: dict[str, Any] | None = None) -> TorchServerAttack:
     """The server attack `name` with `params` over its catalog defaults; ValueError on an unknown
     name or parameter and on an out-of-range value (the catalog's check, as in `garfield validate`)."""
-    resolved = resolve("server", name, params)
-    return _CLASSES[name](**resolved)
+    attack: TorchServerAttack = build(AttackSide.SERVER, _CLASSES, name, params)
+    return attack

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from garfield.attacks._common import FILL_VALUES, Rng, conformance_errors, peers_matrix, to_torch
-from garfield.attacks.catalog import WORKER_ATTACKS, resolve
+from garfield.attacks._common import FILL_VALUES, Rng, build, implementations, peers_matrix, to_torch
+from garfield.attacks.catalog import AttackSide
 from garfield.attacks.types import LabelTransform
 
 
@@ -215,16 +215,12 @@ class Crash(TorchWorkerAttack):
         return None if step >= self.after else g
 
 
-_CLASSES: dict[str, type[TorchWorkerAttack]] = {
-    c.name: c for c in (Random, Gaussian, SignFlip, Drop, Little, Empire, LabelFlip, Mimic, NonFinite, Crash)
-}
-_MISMATCH = conformance_errors(WORKER_ATTACKS, _CLASSES)
-if _MISMATCH:  # not an assert: it must hold under python -O too
-    raise AssertionError("worker attack catalog and implementations disagree: " + "; ".join(_MISMATCH))
+_CLASSES: dict[str, type[TorchWorkerAttack]] = implementations(
+    AttackSide.WORKER, (Random, Gaussian, SignFlip, Drop, Little, Empire, LabelFlip, Mimic, NonFinite, Crash))
 
 
 def make_worker_attack(name: str, params: dict[str, Any] | None = None) -> TorchWorkerAttack:
     """The worker attack `name` with `params` over its catalog defaults; ValueError on an unknown
     name or parameter and on an out-of-range value (the catalog's check, as in `garfield validate`)."""
-    resolved = resolve("worker", name, params)
-    return _CLASSES[name](**resolved)
+    attack: TorchWorkerAttack = build(AttackSide.WORKER, _CLASSES, name, params)
+    return attack

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from garfield.aggregators.catalog import RULES
-from garfield.attacks.catalog import ROLES
+from garfield.attacks.catalog import BY_SIDE, AttackSide
 from garfield.spec import schema
 from garfield.spec.kinds import Role, Topology
 from garfield.spec.model import JobSpec, RoleSpec, derive_topology, from_dict
@@ -97,13 +97,14 @@ def _cross_field(spec: JobSpec, errors: list[str], warnings: list[str]) -> None:
             errors.append("spec.servers.replicas: msmw replicates the server; it needs at least 2 (use ssmw for one)")
         else:
             _role_rules("spec.servers", servers, Role.SERVER, errors, warnings)
-    for path, attack, role, what in (
-        ("spec.attack.workers", spec.worker_attack, spec.workers, f"{topo.worker_role}s"),
-        ("spec.attack.servers", spec.server_attack, servers, "servers"),
+    for side, attack, role, what in (
+        (AttackSide.WORKER, spec.worker_attack, spec.workers, f"{topo.worker_role}s"),
+        (AttackSide.SERVER, spec.server_attack, servers, "servers"),
     ):
         if attack is None:
             continue
-        declared = ROLES["worker" if "workers" in path else "server"].get(attack.name)
+        path = side.spec_path
+        declared = BY_SIDE[side].get(attack.name)
         if declared is not None:  # else the structural check already reported the unknown name
             errors.extend(declared.check(attack.params, path=f"{path}.params")[1])
         if role is None:
@@ -111,7 +112,7 @@ def _cross_field(spec: JobSpec, errors: list[str], warnings: list[str]) -> None:
         if attack.count > role.byzantine:
             errors.append(
                 f"{path}.count: {attack.count} Byzantine {what} exceed the f={role.byzantine} the job tolerates "
-                f"(spec.{'workers' if 'workers' in path else 'servers'}.byzantine)"
+                f"(spec.{side}s.byzantine)"
             )
 
 
