@@ -59,7 +59,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     print(f"{'NAME':<32} {'ROLE':<7} {'ADDRESS':<56} {'RESOURCES':<28} BYZANTINE")
     for r in plan.replicas:
         res = ",".join(f"{k}={v}" for k, v in sorted(r.resources.get("limits", r.resources.get("requests", {})).items())) or "-"
-        bad = f"{r.attack['name']}" if r.attack else "-"
+        bad = r.attack.name if r.attack else "-"
         print(f"{r.name:<32} {r.role:<7} {r.address:<56} {res:<28} {bad}")
     first = plan.replicas[0]
     print(f"\ncommand: {' '.join(first.command)}")

@@ -33,6 +33,7 @@ from garfield.plan.replicas import (
     ENV_SPEC,
     ENV_WORKERS,
     NodeConfig,
+    SimulatedAttack,
 )
 from garfield.spec.kinds import Role
 from garfield.spec.model import from_dict
@@ -126,11 +127,9 @@ def read_env(env: Mapping[str, str] | None = None) -> NodeConfig:
     attack = None
     if env.get(ENV_ATTACK):
         try:
-            attack = json.loads(env[ENV_ATTACK])
-        except json.JSONDecodeError as exc:
-            raise NodeConfigError(f"{ENV_ATTACK} is not JSON: {exc}") from None
-        if not isinstance(attack, dict) or "name" not in attack:
-            raise NodeConfigError(f"{ENV_ATTACK} must be {{\"name\": ..., \"params\": {{...}}}}")
+            attack = SimulatedAttack.from_env(env[ENV_ATTACK])
+        except ValueError as exc:
+            raise NodeConfigError(f"{ENV_ATTACK} {exc}") from None
     metrics = env.get(ENV_METRICS_PORT)
     try:
         metrics_port = int(metrics) if metrics else None
@@ -159,10 +158,9 @@ def protocol_node(config: NodeConfig, adapter: FrameworkAdapter, state: NodeStat
     from garfield.protocol import PeerNode, ServerNode, WorkerNode
 
     bad = config.attack
-    params = dict(bad.get("params") or {}) if bad else {}
     if config.role is Role.SERVER:
-        return ServerNode(config, adapter, state, attack=attacks.make_server_attack(bad["name"], params) if bad else None)
-    attack = attacks.make_worker_attack(bad["name"], params) if bad else None
+        return ServerNode(config, adapter, state, attack=attacks.make_server_attack(bad.name, bad.params) if bad else None)
+    attack = attacks.make_worker_attack(bad.name, bad.params) if bad else None
     if attack is not None and attack.label_transform is not None:
         adapter.set_label_transform(attack.label_transform)
     node_class = PeerNode if config.role is Role.PEER else WorkerNode

@@ -16,7 +16,7 @@ import torch
 from garfield.adapters import create
 from garfield.node import protocol_node
 from garfield.observability.state import NodeState
-from garfield.plan.replicas import NodeConfig
+from garfield.plan.replicas import NodeConfig, simulated_attack
 from garfield.protocol.base import ProtocolNode
 from garfield.spec.kinds import Role, Topology
 from garfield.spec.validation import validate_manifest
@@ -96,9 +96,7 @@ def build(doc: dict[str, Any], replace: dict[tuple[str, int], str] | None = None
         for index in range(count):
             if (role, index) in replace:
                 continue
-            bad = None
-            if attack_spec is not None and index in attack_spec.indices(count):
-                bad = {"name": attack_spec.name, "params": attack_spec.params}
+            bad = simulated_attack(index, count, attack_spec)
             torch.manual_seed(spec.training.seed)
             task = load_task(spec.task.entrypoint, spec.task.args)
             adapter = create("pytorch", task, spec, role, index)

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 from garfield.adapters.base import FrameworkAdapter
+from garfield.spec.kinds import Role
 from garfield.task import Task
 
 
@@ -34,6 +35,9 @@ def _numpy_bfloat16() -> Any:
 _DEVICE_DATA_LIMIT = 1 << 30
 _EVAL_BATCH = 1024
 
+
+# Each role's offset in the replicas' shuffled-stream seeds (a Role is a str: plain names match).
+_STREAM_OF_ROLE: dict[str, int] = {Role.WORKER: 0, Role.PEER: 1, Role.SERVER: 2}
 
 class TorchTaskError(ValueError):
     """The task's objects cannot be trained by this adapter (explains what to change)."""
@@ -183,7 +187,7 @@ class TorchAdapter(FrameworkAdapter):
         batch_size = getattr(training, "batch_size", 32)
         seed = int(getattr(training, "seed", 1))
         # Each replica draws its own shuffled stream: seed, role and index give distinct orders.
-        stream_seed = seed * 1_000_003 + {"worker": 0, "peer": 1, "server": 2}.get(role, 3) * 10_007 + index
+        stream_seed = seed * 1_000_003 + _STREAM_OF_ROLE.get(role, 3) * 10_007 + index
         self._train_data = task.train
         self._batches: _TensorBatches | _LoaderBatches | None = None
         self._batch_size = batch_size

@@ -238,7 +238,8 @@ class Supervisor:
             replica = self.replicas[child.name]
             table[child.name] = {
                 "role": child.role, "index": child.index, "byzantine": child.byzantine,
-                "attack": replica.attack, "pid": child.pid, "returncode": child.popen.returncode,
+                "attack": replica.attack.to_dict() if replica.attack else None,
+                "pid": child.pid, "returncode": child.popen.returncode,
                 "exit": child.describe_exit(), "stopped_by_launcher": child.stopped_by_launcher,
                 "crashed": crashed(child), "log": str(child.log_path),
                 "seconds": round((child.ended or time.monotonic()) - child.started, 2),

@@ -13,7 +13,7 @@ from typing import Any
 
 from garfield.plan.addressing import Addressing
 from garfield.spec.kinds import Role, Topology
-from garfield.spec.model import JobSpec, gpu_count
+from garfield.spec.model import AttackSpec, JobSpec, gpu_count
 from garfield.spec.validation import Job
 
 SERVER, WORKER, PEER = Role.SERVER, Role.WORKER, Role.PEER
@@ -34,6 +34,34 @@ ENV_ATTACK = "GARFIELD_ATTACK"  # JSON {"name", "params"}; set only on replicas 
 
 
 @dataclass(frozen=True)
+class SimulatedAttack:
+    """The attack one replica simulates: a catalog name and its parameters. The plan puts it in the
+    replica's environment (`GARFIELD_ATTACK`, JSON) and the node reads it back; the attack's
+    constructor checks name and parameters against the catalog, as validation did."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": dict(self.params)}
+
+    def to_env(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_env(cls, text: str) -> SimulatedAttack:
+        """Parse `GARFIELD_ATTACK`; ValueError saying what is wrong with it."""
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+        if not isinstance(value, dict) or not isinstance(value.get("name"), str) \
+                or not isinstance(value.get("params") or {}, dict) or set(value) - {"name", "params"}:
+            raise ValueError('must be {"name": "<attack>", "params": {...}}')
+        return cls(value["name"], dict(value.get("params") or {}))
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """What one replica is told, as `garfield.node.read_env` reads it back from the variables above.
 
@@ -50,7 +78,7 @@ class NodeConfig:
     servers: list[str]  # every server's address, in index order
     workers: list[str]  # every worker's (or, decentralized, peer's) address, in index order
     metrics_port: int | None = None  # None: no /metrics and /status server
-    attack: dict[str, Any] | None = None  # {"name", "params"}: the attack this replica simulates, if any
+    attack: SimulatedAttack | None = None  # the attack this replica simulates, if any
 
     @property
     def name(self) -> str:
@@ -72,7 +100,7 @@ class Replica:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     address: str = ""
-    attack: dict[str, Any] | None = None
+    attack: SimulatedAttack | None = None
 
     @property
     def byzantine(self) -> bool:
@@ -88,7 +116,7 @@ class Replica:
             "role": str(self.role),
             "index": self.index,
             "address": self.address,
-            "byzantine": self.attack,
+            "byzantine": self.attack.to_dict() if self.attack is not None else None,
             "command": self.command,
             "ports": self.ports,
             "resources": self.resources,
@@ -128,11 +156,12 @@ def replica_name(job_name: str, role: str, index: int) -> str:
     return f"{job_name}-{role}-{index}"
 
 
-def _attack_for(index: int, replicas: int, attack: Any) -> dict[str, Any] | None:
-    """Byzantine behaviour goes to the highest indices, so replica 0 of each role is always correct."""
+def simulated_attack(index: int, replicas: int, attack: AttackSpec | None) -> SimulatedAttack | None:
+    """What replica `index` of a role of `replicas` simulates under the role's `attack`: Byzantine
+    behaviour goes to the highest indices, so replica 0 of each role is always correct."""
     if attack is None or index not in attack.indices(replicas):
         return None
-    return {"name": attack.name, "params": attack.params}
+    return SimulatedAttack(attack.name, dict(attack.params))
 
 
 def make_plan(job: Job, addressing: Addressing) -> Plan:
@@ -152,7 +181,7 @@ def make_plan(job: Job, addressing: Addressing) -> Plan:
         for index in range(count):
             name = names[role][index]
             ports = addressing.ports(role, index)
-            bad = _attack_for(index, count, attack)
+            bad = simulated_attack(index, count, attack)
             env = {
                 ENV_JOB_NAME: job.name,
                 ENV_ROLE: str(role),
@@ -164,7 +193,7 @@ def make_plan(job: Job, addressing: Addressing) -> Plan:
                 ENV_WORKERS: ",".join(worker_addresses),
             }
             if bad is not None:
-                env[ENV_ATTACK] = json.dumps(bad, sort_keys=True)
+                env[ENV_ATTACK] = bad.to_env()
             for var in role_spec.template.env:
                 env[var["name"]] = var.get("value", "")
             replicas.append(
