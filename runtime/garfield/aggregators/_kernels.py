@@ -448,6 +448,20 @@ def _dot(x, y):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=_CACHE)
+def _distances_to_mix(G, alpha):  # pragma: no cover - compiled
+    """||x_i - v|| for every input i, where v = sum_j alpha_j x_j, from the Gram matrix alone:
+    ||x_i - v||^2 = G_ii - 2 (G alpha)_i + alpha' G alpha (rounding below 0 reads as 0)."""
+    m = G.shape[0]
+    Ga = _matvec(G, alpha)
+    aGa = _dot(alpha, Ga)
+    dist = np.empty(m)
+    for i in range(m):
+        v = G[i, i] - 2.0 * Ga[i] + aGa
+        dist[i] = np.sqrt(v) if v > 0.0 else 0.0
+    return dist
+
+
+@numba.njit(cache=_CACHE)
 def weiszfeld(G, tolerance, max_iterations, smoothing):  # pragma: no cover - compiled
     """Weiszfeld iterations for the geometric median z = sum_i alpha_i x_i, run on the Gram
     matrix G alone: ||x_i - z||^2 = G_ii - 2 (G alpha)_i + alpha' G alpha. Starts at the mean.
@@ -458,12 +472,7 @@ def weiszfeld(G, tolerance, max_iterations, smoothing):  # pragma: no cover - co
     m = G.shape[0]
     alpha = np.full(m, 1.0 / m)
     for it in range(max_iterations):
-        Ga = _matvec(G, alpha)
-        aGa = _dot(alpha, Ga)
-        dist = np.empty(m)
-        for i in range(m):
-            v = G[i, i] - 2.0 * Ga[i] + aGa
-            dist[i] = np.sqrt(v) if v > 0.0 else 0.0
+        dist = _distances_to_mix(G, alpha)
         scale = dist.mean()
         if scale == 0.0:
             return alpha, it, True
@@ -487,12 +496,9 @@ def centered_clipping(G, tau, iterations):  # pragma: no cover - compiled
     m = G.shape[0]
     alpha = np.zeros(m)
     for _ in range(iterations):
-        Ga = _matvec(G, alpha)
-        aGa = _dot(alpha, Ga)
+        dist = _distances_to_mix(G, alpha)
         c = np.empty(m)
         for i in range(m):
-            v = G[i, i] - 2.0 * Ga[i] + aGa
-            norm = np.sqrt(v) if v > 0.0 else 0.0
-            c[i] = 1.0 if norm <= tau else tau / norm
+            c[i] = 1.0 if dist[i] <= tau else tau / dist[i]
         alpha = alpha * (1.0 - c.sum() / m) + c / m
     return alpha
