@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from garfield_operator.policies.clock import seconds_left
+
 
 def remaining(start: dt.datetime | None, deadline_seconds: int | None, now: dt.datetime) -> float | None:
     """Seconds left (<= 0 once exceeded), or None when no deadline applies yet."""
-    if start is None or deadline_seconds is None:
-        return None
-    return deadline_seconds - (now - start).total_seconds()
+    return seconds_left(start, deadline_seconds, now)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from garfield_operator.policies.clock import seconds_left
+
 
 def remaining(completion: dt.datetime | None, ttl_seconds: int | None, now: dt.datetime) -> float | None:
     """Seconds until the job is deleted (<= 0: delete now), or None when it is kept."""
-    if completion is None or ttl_seconds is None:
-        return None
-    return ttl_seconds - (now - completion).total_seconds()
+    return seconds_left(completion, ttl_seconds, now)
