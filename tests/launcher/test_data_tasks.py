@@ -36,20 +36,21 @@ def test_split_is_disjoint_fixed_and_read_only() -> None:
 
 
 def test_shipped_file_is_checked_and_a_damaged_one_is_refused(tmp_path) -> None:
-    table = mnist._raw_table()
-    assert table.shape == (mnist.ROWS, mnist.FEATURES + 1) and table.dtype == np.uint8
-    assert mnist.digest(table[:, :mnist.FEATURES], table[:, mnist.FEATURES]) == mnist.SHA256
+    pixels, labels = mnist._raw_arrays()
+    assert pixels.shape == (mnist.ROWS, mnist.FEATURES) and pixels.dtype == np.uint8
+    assert labels.shape == (mnist.ROWS,) and labels.dtype == np.uint8
+    assert mnist.digest(pixels, labels) == mnist.SHA256
     damaged = tmp_path / "damaged.npz"
-    images = table[:, :mnist.FEATURES].copy()
+    images = pixels.copy()
     images[17, 300] ^= 1  # one flipped bit in one pixel
-    np.savez_compressed(damaged, images=images, labels=table[:, mnist.FEATURES])
+    np.savez_compressed(damaged, images=images, labels=labels)
     with pytest.raises(mnist.DataFileError, match="checksum"):
-        mnist._raw_table(damaged)
+        mnist._raw_arrays(damaged)
     truncated = tmp_path / "truncated.npz"
     whole = (Path(mnist.__file__).with_name(mnist.FILE)).read_bytes()
     truncated.write_bytes(whole[: len(whole) // 2])  # a half-written file
     with pytest.raises(mnist.DataFileError, match="reinstall"):
-        mnist._raw_table(truncated)
+        mnist._raw_arrays(truncated)
 
 
 def _train(task: Task, steps: int, batch: int = 64) -> float:

@@ -56,8 +56,8 @@ def digest(images: np.ndarray, labels: np.ndarray) -> str:
     return hasher.hexdigest()
 
 
-def _raw_table(path: Path | None = None) -> np.ndarray:
-    """The 5,000 x 785 table (784 pixels then the label) as uint8, checked against :data:`SHA256`.
+def _raw_arrays(path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 x 784 uint8 pixels and the 5,000 uint8 labels, checked against :data:`SHA256`.
 
     Loading and checking cost ~25 ms, so every replica process reads the file itself; no cache."""
     path = path or Path(__file__).with_name(FILE)
@@ -69,14 +69,14 @@ def _raw_table(path: Path | None = None) -> np.ndarray:
     if images.shape != (ROWS, FEATURES) or labels.shape != (ROWS,) or images.dtype != np.uint8 \
             or labels.dtype != np.uint8 or digest(images, labels) != SHA256:
         raise DataFileError(f"garfield's MNIST file {path} is damaged (its checksum does not match); reinstall garfield")
-    return np.concatenate([images, labels[:, None]], axis=1)
+    return images, labels
 
 
 @lru_cache(maxsize=1)
 def _split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    table = _raw_table()
-    x = table[:, :FEATURES].astype(np.float32) / np.float32(255.0)
-    y = table[:, FEATURES].astype(np.int64)
+    pixels, labels = _raw_arrays()
+    x = pixels.astype(np.float32) / np.float32(255.0)
+    y = labels.astype(np.int64)
     rng = np.random.default_rng(SPLIT_SEED)
     test_idx: list[np.ndarray] = []
     train_idx: list[np.ndarray] = []

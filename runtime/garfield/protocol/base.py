@@ -101,6 +101,7 @@ class ProtocolNode:
         self._left: set[str] = set()  # requesters whose Exchange stream ended (see _requester_left)
         self._last_seen: dict[str, float] = {}
         self._orders: dict[tuple[int, bool], PeerOrder] = {}
+        self._peers_closed = False  # see _close_peers
         self._waiting: dict[asyncio.Task[Any], tuple[int, int]] = {}  # serve() calls waiting: (kind, step)
         self.attackers = simulated_attackers(config.spec, self.name)
         # Channels belong to the event loop that runs the node: created in start().
@@ -158,6 +159,12 @@ class ProtocolNode:
         await self._close_peers()
 
     async def _close_peers(self) -> None:
+        """Close the channels to every peer, once. A node that finished training closes them before
+        it lingers (peers waiting on its requests see it leave); stop() closes them on every other
+        way out (failure, cancellation) and finds them closed after a finished run."""
+        if self._peers_closed:
+            return
+        self._peers_closed = True
         for peer in self.server_peers + self.worker_peers:
             await peer.close()
 
