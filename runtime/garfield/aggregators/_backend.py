@@ -163,14 +163,18 @@ def coordinate(X: torch.Tensor, rows: np.ndarray, mode: int, f: int, w: int, out
             res = v[f : m - f].to(acc).sum(0) / (m - 2 * f)
         else:
             va = v.to(acc)
-            pre = torch.cat([torch.zeros_like(va[:1]), va.cumsum(0)])
             if mode == WINDOW_MEDIAN:
                 cen = 0.5 * va[(m - 1) // 2] + 0.5 * va[m // 2]
             else:
-                cen = (pre[m - f] - pre[f]) / (m - 2 * f)
-            cost = torch.maximum(cen - va[: m - w + 1], va[w - 1 :] - cen)
-            start = cost.argmin(0, keepdim=True)  # first minimum: the lowest window on ties
-            sums = (pre[w:] - pre[: m - w + 1]).gather(0, start)[0]
+                cen = va[f : m - f].sum(0) / (m - 2 * f)
+            # As in the kernel: the first window whose left end is no farther from the centre
+            # than the value past its right end, else the last one (argmax: the first True);
+            # its own values are summed (no prefix sums: see the kernel).
+            passes = (cen - va[: m - w]) <= (va[w:] - cen)
+            passes = torch.cat([passes, torch.ones_like(passes[:1])])
+            start = passes.to(torch.int8).argmax(0, keepdim=True)
+            window = start + torch.arange(w, device=va.device).unsqueeze(1)
+            sums = va.gather(0, window).sum(0)
             res = sums / w
         out[s:e] = res.to(out.dtype)
     return out

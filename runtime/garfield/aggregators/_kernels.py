@@ -58,16 +58,15 @@ def coordinate_kernel(X, rows, net, mode, f, w, lo, hi, out, B, poison):  # prag
     """Per coordinate of [lo, hi): sort the kept rows' values with the network `net`, then
     MEDIAN: mean of the two middle values; TRIMMED: mean of positions f..m-f-1;
     WINDOW_MEDIAN / WINDOW_TRIMMED: mean of the w values closest to the median / to the f-trimmed
-    mean (the w closest values form a contiguous window of the sorted values: the window with the
-    smallest max distance to the centre, the lowest such window on ties).
+    mean (the w closest values form a contiguous window of the sorted values; of two values at the
+    same distance, the smaller one is taken).
     poison[r] accumulates x - x over row r's values: NaN unless all of them are finite, which
     gives the non-finite check for free while the block is loaded."""
     m = rows.shape[0]
     buf = np.empty((m, B), X.dtype)
     acc = np.empty(B, np.float64)
     cen = np.empty(B, np.float64)
-    best = np.empty(B, np.float64)
-    pre = np.empty((m + 1, B), np.float64)
+    start = np.empty(B, np.int64)
     i0 = (m - 1) // 2
     i1 = m // 2
     ncomp = net.shape[0]
@@ -109,42 +108,43 @@ def coordinate_kernel(X, rows, net, mode, f, w, lo, hi, out, B, poison):  # prag
             for k in range(bw):
                 dst[k] = acc[k] * inv
         else:
-            p0 = pre[0]
-            for k in range(bw):
-                p0[k] = 0.0
-            for r in range(m):
-                prev = pre[r]
-                nxt = pre[r + 1]
-                row = buf[r]
-                for k in range(bw):
-                    nxt[k] = prev[k] + row[k]
             if mode == WINDOW_MEDIAN:
                 lo_row = buf[i0]
                 hi_row = buf[i1]
                 for k in range(bw):
                     cen[k] = 0.5 * lo_row[k] + 0.5 * hi_row[k]
             else:
-                inv = 1.0 / (m - 2 * f)
-                top = pre[m - f]
-                bot = pre[f]
                 for k in range(bw):
-                    cen[k] = (top[k] - bot[k]) * inv
+                    cen[k] = 0.0
+                for r in range(f, m - f):
+                    row = buf[r]
+                    for k in range(bw):
+                        cen[k] += row[k]
+                inv = 1.0 / (m - 2 * f)
+                for k in range(bw):
+                    cen[k] *= inv
+            # The w values closest to c form the window [s, s+w) of the sorted values for the
+            # first s whose left end is no farther from c than the value just past its right end
+            # (c - v[s] <= v[s+w] - c; that test only turns from false to true as s grows), else
+            # the last window. Equal distances keep the smaller value. Going down from the last
+            # window, the smallest s that passes is the one left in start.
             for k in range(bw):
-                best[k] = np.inf
-                acc[k] = 0.0
-            for s in range(m - w + 1):
+                start[k] = m - w
+            for s in range(m - w - 1, -1, -1):
                 first = buf[s]
-                last = buf[s + w - 1]
-                top = pre[s + w]
-                bot = pre[s]
+                beyond = buf[s + w]
                 for k in range(bw):
                     c0 = cen[k]
-                    left = c0 - first[k]
-                    right = last[k] - c0
-                    cost = left if left > right else right
-                    take = cost < best[k]
-                    best[k] = cost if take else best[k]
-                    acc[k] = (top[k] - bot[k]) if take else acc[k]
+                    start[k] = s if c0 - first[k] <= beyond[k] - c0 else start[k]
+            # The window's own values are summed, not a difference of prefix sums: one Byzantine
+            # -1e30 at the bottom would cancel every honest value out of a running sum.
+            for k in range(bw):
+                acc[k] = 0.0
+            for r in range(m):
+                row = buf[r]
+                for k in range(bw):
+                    inside = start[k] <= r and r < start[k] + w
+                    acc[k] += row[k] if inside else 0.0
             inv = 1.0 / w
             for k in range(bw):
                 dst[k] = acc[k] * inv
