@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
-from garfield.plan.replicas import (
+from garfield.plan.replicas import NodeConfig, SimulatedAttack
+from garfield.spec.contract import (
     ENV_ATTACK,
     ENV_INDEX,
     ENV_JOB_NAME,
@@ -32,8 +33,6 @@ from garfield.plan.replicas import (
     ENV_SERVERS,
     ENV_SPEC,
     ENV_WORKERS,
-    NodeConfig,
-    SimulatedAttack,
 )
 from garfield.spec.kinds import Role
 from garfield.spec.model import from_dict

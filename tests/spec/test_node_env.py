@@ -8,7 +8,8 @@ import pytest
 
 from garfield.node import NodeConfigError, read_env
 from garfield.plan import ClusterDNS, make_plan
-from garfield.plan.replicas import ENV_ATTACK, SimulatedAttack
+from garfield.plan.replicas import SimulatedAttack
+from garfield.spec.contract import ENV_ATTACK
 from garfield.spec.kinds import Role
 from garfield.spec.validation import validate_manifest
 

@@ -12,6 +12,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from garfield.plan.addressing import Addressing
+from garfield.spec.contract import (
+    ENV_ATTACK,
+    ENV_INDEX,
+    ENV_JOB_NAME,
+    ENV_LISTEN,
+    ENV_METRICS_PORT,
+    ENV_ROLE,
+    ENV_SERVERS,
+    ENV_SPEC,
+    ENV_WORKERS,
+)
 from garfield.spec.kinds import Role, Topology
 from garfield.spec.model import AttackSpec, JobSpec, gpu_count
 from garfield.spec.validation import Job
@@ -21,16 +32,7 @@ SERVER, WORKER, PEER = Role.SERVER, Role.WORKER, Role.PEER
 # The runtime's entry point. The local launcher swaps "python" for its own interpreter.
 NODE_COMMAND: tuple[str, ...] = ("python", "-m", "garfield", "node")
 
-# Environment contract between the plan and `garfield node` (garfield.node reads exactly these).
-ENV_JOB_NAME = "GARFIELD_JOB_NAME"
-ENV_ROLE = "GARFIELD_ROLE"
-ENV_INDEX = "GARFIELD_INDEX"
-ENV_SPEC = "GARFIELD_SPEC"  # JSON of the normalised spec
-ENV_LISTEN = "GARFIELD_LISTEN"  # host:port the node's gRPC server binds
-ENV_METRICS_PORT = "GARFIELD_METRICS_PORT"
-ENV_SERVERS = "GARFIELD_SERVERS"  # comma-separated host:port of every server (index order)
-ENV_WORKERS = "GARFIELD_WORKERS"  # comma-separated host:port of every worker / peer (index order)
-ENV_ATTACK = "GARFIELD_ATTACK"  # JSON {"name", "params"}; set only on replicas that simulate Byzantine behaviour
+# The environment contract between the plan and `garfield node`: garfield.spec.contract.
 
 
 @dataclass(frozen=True)

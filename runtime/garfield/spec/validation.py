@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from garfield.aggregators.catalog import RULES
 from garfield.attacks.catalog import BY_SIDE, AttackSide
 from garfield.spec import schema
+from garfield.spec.contract import REPLICA_CONTRACT
+from garfield.spec.documents import DocumentError, non_finite_errors, parse, read_text, walk
 from garfield.spec.kinds import Role, Topology
 from garfield.spec.model import JobSpec, RoleSpec, derive_topology, from_dict
 from garfield.spec.structural import check
@@ -116,12 +116,24 @@ def _cross_field(spec: JobSpec, errors: list[str], warnings: list[str]) -> None:
             )
 
 
+def _contract_rules(spec: JobSpec, errors: list[str]) -> None:
+    """A template may add variables, never set the replica contract's (garfield.spec.contract)."""
+    for path, role in (("spec.servers", spec.servers), ("spec.workers", spec.workers)):
+        for i, var in enumerate(role.template.env if role is not None else []):
+            if var.get("name") in REPLICA_CONTRACT:
+                errors.append(f"{path}.template.env[{i}].name: {var['name']} is set by Garfield on every replica "
+                              "(the replica contract: role, index, spec, peers); a template cannot set it")
+
+
 def validate_manifest(manifest: Any, source: str = "") -> Job:
     """Validate a parsed manifest; return the normalised job or raise InvalidJob with every error."""
     errors: list[str] = []
     warnings: list[str] = []
     if not isinstance(manifest, dict):
         raise InvalidJob([f"the document must be a mapping (a Kubernetes object), not {type(manifest).__name__}"], source)
+    unsafe, non_finite = walk(manifest)  # before anything else walks it: a bomb stops here
+    if unsafe:
+        raise InvalidJob(unsafe, source)
     api, kind = manifest.get("apiVersion"), manifest.get("kind")
     if api != schema.API_VERSION:
         errors.append(f"apiVersion: {api!r} must be {schema.API_VERSION}")
@@ -140,9 +152,11 @@ def validate_manifest(manifest: Any, source: str = "") -> Job:
     normalised = check(body, schema.job_schema(), "", errors)
     errors = [e[1:] if e.startswith(".") else e for e in errors]
     if errors:
-        raise InvalidJob(errors, source)
+        raise InvalidJob(errors + non_finite_errors(non_finite, errors), source)
     spec = from_dict(normalised["spec"])
     _cross_field(spec, errors, warnings)
+    _contract_rules(spec, errors)
+    errors += non_finite_errors(non_finite, errors)
     if errors:
         raise InvalidJob(errors, source)
     normalised["spec"] = spec.to_dict()
@@ -155,13 +169,11 @@ def load_job(path: str | Path) -> Job:
     """Read one manifest file (YAML or JSON) and validate it."""
     source = str(path)
     try:
-        text = Path(path).read_text()
+        docs = parse(read_text(path))
     except OSError as exc:
         raise InvalidJob([f"cannot read the file: {exc.strerror or exc}"], source) from None
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise InvalidJob([f"not valid YAML: {exc}"], source) from None
+    except DocumentError as exc:
+        raise InvalidJob([str(exc)], source) from None
     if len(docs) != 1:
         raise InvalidJob([f"expected one ByzantineTrainingJob document, found {len(docs)}"], source)
     return validate_manifest(docs[0], source)
