@@ -10,11 +10,13 @@ import urllib.request
 
 import grpc
 import numpy as np
+import pytest
 
 from garfield.observability.http import MetricsServer
 from garfield.proto import GET_TENSOR, GRADIENT, MODEL, TensorChunk, TensorRequest
 from garfield.protocol.quorum import PeerOrder
 from garfield.transport import Peer, start_server
+from garfield.transport.server import RequestRejected
 from garfield.wire import encode
 
 import harness
@@ -134,3 +136,27 @@ def test_hostile_worker_and_client_are_rejected_counted_and_training_completes(m
     text = body.decode()
     assert 'garfield_rejected_messages_total{index="0",job="t",reason="nonfinite",role="server"}' in text
     assert "garfield_step{" in text and "garfield_step_seconds_total{" in text
+
+
+def test_requesters_that_name_no_replica_are_refused_and_never_remembered() -> None:
+    """A Byzantine client may put anything in `requester`; a node remembers requesters (to wait for
+    their last request before exiting), so only the job's own replica names may be remembered."""
+    doc = harness.manifest(1, 0, 5, 1, steps=4)
+
+    async def main() -> None:
+        cluster = harness.build(doc)
+        server = cluster.by_role("server")[0]
+        assert server.replica_names == {"server-0", *(f"worker-{i}" for i in range(5))}
+        for i in range(300):
+            name = f"worker-{i}-" + "x" * 60_000 if i % 2 else f"server-{i + 1}"
+            with pytest.raises(RequestRejected) as info:
+                await server.serve(TensorRequest(kind=MODEL, step=0, requester=name))
+            assert info.value.reason == "requester" and len(str(info.value)) < 200
+            server._requester_left(name)  # its stream ends: nothing to forget either
+        assert not server._last_seen and not server._left and not server._final_seen
+        await server.publish(MODEL, 0, server.adapter.zeros())
+        assert await server.serve(TensorRequest(kind=MODEL, step=0, requester="worker-3"))
+        assert await server.serve(TensorRequest(kind=MODEL, step=0, requester=""))  # anonymous: served, not remembered
+        assert set(server._last_seen) == {"worker-3"}
+
+    asyncio.run(main())
