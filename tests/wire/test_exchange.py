@@ -447,3 +447,35 @@ def test_get_tensor_still_answers_one_off_probes() -> None:
         await server.stop(None)
 
     asyncio.run(main())
+
+
+def test_streams_beyond_the_cap_are_refused_and_counted_and_a_closed_one_frees_its_place() -> None:
+    """A client that opens Exchange streams and never reads them makes each hold an answer in flight;
+    the server keeps at most `max_streams` open."""
+
+    async def main() -> None:
+        source = Source(d=1000)
+        stats = ExchangeStats()
+        server, port = await start_server(source, "127.0.0.1:0", source.d * 4, stats, max_streams=3)
+        streams = [RawStream(port) for _ in range(3)]
+        for i, stream in enumerate(streams):
+            await stream.send(fetch_message(1, i))
+            header, chunks = await stream.answer()
+            assert header.id == 1 and chunks
+        extra = RawStream(port)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await extra.send(fetch_message(1, 0))
+            await extra.read()
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert source.rejected == ["streams"] and stats.streams_open == 3
+        await extra.close()
+        await streams.pop().close()
+        assert await until(lambda: stats.streams_open == 2)
+        again = RawStream(port)
+        await again.send(fetch_message(2, 5))
+        assert (await again.answer())[0].id == 2
+        for stream in [*streams, again]:
+            await stream.close()
+        await server.stop(None)
+
+    asyncio.run(main())

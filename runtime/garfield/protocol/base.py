@@ -37,6 +37,10 @@ log = logging.getLogger("garfield.node")
 # Byzantine peers never will). Peers silent for RECENT_SECONDS before the end are not waited for
 # (crashed, or asking other replicas under the preferred quorum).
 LINGER_IDLE_SECONDS = 3.0
+# Exchange streams a node serves at once, per replica of its job: a peer keeps one per kind of
+# tensor it asks for (at most three), and one it reopens after a break may overlap the old one for
+# a moment; clients opening streams beyond that (and never reading them) are refused.
+STREAMS_PER_REPLICA = 4
 RECENT_SECONDS = 5.0
 # At stop, calls still waiting for a tensor that will never come are ended at once; answers
 # already being sent get up to this long to finish (a reader of the final model, a slow peer).
@@ -123,7 +127,8 @@ class ProtocolNode:
         self.server_peers = self._peers(Role.SERVER, self.config.servers)
         self.worker_peers = self._peers(self.spec.topology.worker_role, self.config.workers)
         self._server, self.port = await start_server(self, self.config.listen, self.tensor_bytes,
-                                                     on_requester_left=self._requester_left)
+                                                     on_requester_left=self._requester_left,
+                                                     max_streams=STREAMS_PER_REPLICA * len(self.replica_names))
         log.info("listening", extra={"fields": {"address": self.config.listen, "port": self.port,
                                                 "params": self.shape[0], "dtype": self.dtype}})
         return self.port

@@ -226,11 +226,17 @@ RequesterLeft = Callable[[str], None]
 
 def _handlers(source: TensorSource, stats: ExchangeStats | None = None,
               open_streams: _OpenStreams | None = None,
-              on_requester_left: RequesterLeft | None = None) -> grpc.GenericRpcHandler:
+              on_requester_left: RequesterLeft | None = None,
+              max_streams: int | None = None) -> grpc.GenericRpcHandler:
     stats = stats if stats is not None else ExchangeStats()
     registry = open_streams if open_streams is not None else _OpenStreams()
 
     async def exchange(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
+        if max_streams is not None and len(registry.streams) >= max_streams:
+            # Each open stream may hold an answer in flight (what flow control has not sent yet):
+            # a client opening streams it never reads must not make that unbounded.
+            source.count_rejected("streams", f"{max_streams} Exchange streams already open")
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{max_streams} Exchange streams already open")
         stats.streams_opened += 1
         stats.streams_open += 1
         stream = _ExchangeStream(source, stats)
@@ -276,15 +282,18 @@ def _handlers(source: TensorSource, stats: ExchangeStats | None = None,
 
 async def start_server(source: TensorSource, listen: str, tensor_bytes: int,
                        stats: ExchangeStats | None = None,
-                       on_requester_left: RequesterLeft | None = None) -> tuple[grpc.aio.Server, int]:
+                       on_requester_left: RequesterLeft | None = None,
+                       max_streams: int | None = None) -> tuple[grpc.aio.Server, int]:
     """Bind `listen` ("host:port"; port 0 picks a free one) and start serving. Returns the server and
     its port. `stats`, when given, counts what the server's Exchange streams do. `on_requester_left(name)`
     is called when an Exchange stream ends, with the requester name its requests carried: the peer
     closed its channel (it is done, or gone), so a node waiting at the end for that peer's last
-    request can stop waiting (a broken stream that the peer reopens simply requests again)."""
+    request can stop waiting (a broken stream that the peer reopens simply requests again).
+    `max_streams`: at most that many Exchange streams open at once; more are refused
+    (RESOURCE_EXHAUSTED, counted under reason "streams")."""
     server = grpc.aio.server(options=server_options(tensor_bytes))
     open_streams = _OpenStreams()
-    server.add_generic_rpc_handlers((_handlers(source, stats, open_streams, on_requester_left),))
+    server.add_generic_rpc_handlers((_handlers(source, stats, open_streams, on_requester_left, max_streams),))
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot bind gRPC address {listen!r} (in use?)")
