@@ -92,37 +92,27 @@ def coordinate_kernel(X, rows, net, mode, f, w, lo, hi, out, B, poison):  # prag
                 ra[k] = x if x < y else y
                 rb[k] = y if x < y else x
         dst = out[b0 : b0 + bw]
-        if mode == MEDIAN:
+        # The centre: the median (MEDIAN, WINDOW_MEDIAN) or the f-trimmed mean (TRIMMED,
+        # WINDOW_TRIMMED); the plain modes return it, the window modes average around it.
+        if mode == MEDIAN or mode == WINDOW_MEDIAN:
             lo_row = buf[i0]
             hi_row = buf[i1]
             for k in range(bw):
-                dst[k] = 0.5 * lo_row[k] + 0.5 * hi_row[k]
-        elif mode == TRIMMED:
+                cen[k] = 0.5 * lo_row[k] + 0.5 * hi_row[k]
+        else:
             for k in range(bw):
-                acc[k] = 0.0
+                cen[k] = 0.0
             for r in range(f, m - f):
                 row = buf[r]
                 for k in range(bw):
-                    acc[k] += row[k]
+                    cen[k] += row[k]
             inv = 1.0 / (m - 2 * f)
             for k in range(bw):
-                dst[k] = acc[k] * inv
+                cen[k] *= inv
+        if mode == MEDIAN or mode == TRIMMED:
+            for k in range(bw):
+                dst[k] = cen[k]
         else:
-            if mode == WINDOW_MEDIAN:
-                lo_row = buf[i0]
-                hi_row = buf[i1]
-                for k in range(bw):
-                    cen[k] = 0.5 * lo_row[k] + 0.5 * hi_row[k]
-            else:
-                for k in range(bw):
-                    cen[k] = 0.0
-                for r in range(f, m - f):
-                    row = buf[r]
-                    for k in range(bw):
-                        cen[k] += row[k]
-                inv = 1.0 / (m - 2 * f)
-                for k in range(bw):
-                    cen[k] *= inv
             # The w values closest to c form the window [s, s+w) of the sorted values for the
             # first s whose left end is no farther from c than the value just past its right end
             # (c - v[s] <= v[s+w] - c; that test only turns from false to true as s grows), else

@@ -12,17 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from garfield.plan.addressing import Addressing
-from garfield.spec.contract import (
-    ENV_ATTACK,
-    ENV_INDEX,
-    ENV_JOB_NAME,
-    ENV_LISTEN,
-    ENV_METRICS_PORT,
-    ENV_ROLE,
-    ENV_SERVERS,
-    ENV_SPEC,
-    ENV_WORKERS,
-)
+from garfield.spec import contract
 from garfield.spec.kinds import Role, Topology
 from garfield.spec.model import AttackSpec, JobSpec, gpu_count
 from garfield.spec.validation import Job
@@ -32,7 +22,7 @@ SERVER, WORKER, PEER = Role.SERVER, Role.WORKER, Role.PEER
 # The runtime's entry point. The local launcher swaps "python" for its own interpreter.
 NODE_COMMAND: tuple[str, ...] = ("python", "-m", "garfield", "node")
 
-# The environment contract between the plan and `garfield node`: garfield.spec.contract.
+# The environment contract between the plan and `garfield node`: garfield.spec.contract (ENV_*).
 
 
 @dataclass(frozen=True)
@@ -185,17 +175,17 @@ def make_plan(job: Job, addressing: Addressing) -> Plan:
             ports = addressing.ports(role, index)
             bad = simulated_attack(index, count, attack)
             env = {
-                ENV_JOB_NAME: job.name,
-                ENV_ROLE: str(role),
-                ENV_INDEX: str(index),
-                ENV_SPEC: spec_json,
-                ENV_LISTEN: addressing.listen(role, index),
-                ENV_METRICS_PORT: str(ports["metrics"]),
-                ENV_SERVERS: ",".join(server_addresses),
-                ENV_WORKERS: ",".join(worker_addresses),
+                contract.ENV_JOB_NAME: job.name,
+                contract.ENV_ROLE: str(role),
+                contract.ENV_INDEX: str(index),
+                contract.ENV_SPEC: spec_json,
+                contract.ENV_LISTEN: addressing.listen(role, index),
+                contract.ENV_METRICS_PORT: str(ports["metrics"]),
+                contract.ENV_SERVERS: ",".join(server_addresses),
+                contract.ENV_WORKERS: ",".join(worker_addresses),
             }
             if bad is not None:
-                env[ENV_ATTACK] = bad.to_env()
+                env[contract.ENV_ATTACK] = bad.to_env()
             for var in role_spec.template.env:
                 env[var["name"]] = var.get("value", "")
             replicas.append(
