@@ -19,9 +19,10 @@ from typing import Any
 from garfield_operator import constants as C
 from garfield_operator import progress as P
 from garfield_operator import status as S
-from garfield_operator.kube import ApiError, Client, core_path, jobs_path
+from garfield_operator.kube import ApiError, Body, Client, core_path, jobs_path, network_policies_path
 from garfield_operator.metrics import Metrics
 from garfield_operator.reconcile import Decision, Event, Observed, StatusTarget, decide
+from garfield_operator.rendering import NetworkPolicyOptions
 from garfield_operator.settings import Config
 from garfield_operator.status import rfc3339
 from garfield_operator.workqueue import WorkQueue
@@ -46,6 +47,8 @@ class Controller:
         self.progress: dict[Key, dict[str, Any]] = {}
         self.targets: dict[Key, list[StatusTarget]] = {}
         self.resync_interval = resync_interval
+        self.network = (NetworkPolicyOptions(dict(config.operator_pod_labels), list(config.metrics_from))
+                        if config.network_policies else None)
         self.instance = os.environ.get("HOSTNAME", "garfield-operator")
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -114,13 +117,21 @@ class Controller:
             self.job_event("DELETED", namespace, name)
             return
         uid = job["metadata"]["uid"]
-        pods, service = await asyncio.gather(
+        async def network_policy() -> Body | None:
+            if self.network is None:
+                return {}  # none is made: count it as there
+            return await self.client.get_or_none(network_policies_path(namespace, name))
+
+        pods, service, policy = await asyncio.gather(
             self.client.list(core_path(namespace, "pods"), f"{C.LABEL_JOB}={name}"),
             self.client.get_or_none(core_path(namespace, "services", name)),
+            network_policy(),
         )
         owned = [p for p in pods if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or [])]
         now = utcnow()
-        decision = decide(Observed(job, owned, service is not None, now, self.progress.get(key)), self.config.runtime_image)
+        observed = Observed(job, owned, service is not None, now, self.progress.get(key),
+                            network_policy_exists=policy is not None)
+        decision = decide(observed, self.config.runtime_image, self.network)
         errors = await self._apply(job, decision, now)
         self.metrics.set_phase(key, decision.phase)
         if decision.progress_targets:
@@ -148,6 +159,12 @@ class Controller:
             except ApiError as exc:
                 errors.append(exc)
                 d.events.append(Event("Warning", "FailedCreate", f"service {name}: {exc.message}"))
+        if d.create_network_policy is not None:
+            try:
+                await self.client.create(network_policies_path(ns), d.create_network_policy)
+            except ApiError as exc:
+                errors.append(exc)
+                d.events.append(Event("Warning", "FailedCreate", f"network policy {name}: {exc.message}"))
         if d.create_pods:
             results = await self.client.gather(
                 [self.client.create(core_path(ns, "pods"), pod) for pod in d.create_pods], limit=32)

@@ -39,6 +39,11 @@ def jobs_path(namespace: str, name: str = "") -> str:
     return f"{base}/{quote(name)}" if name else base
 
 
+def network_policies_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/networking.k8s.io/v1/namespaces/{quote(namespace)}/networkpolicies"
+    return f"{base}/{quote(name)}" if name else base
+
+
 def core_path(namespace: str, plural: str, name: str = "") -> str:
     base = f"/api/v1/namespaces/{quote(namespace)}/{plural}"
     return f"{base}/{quote(name)}" if name else base

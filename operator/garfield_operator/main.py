@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from typing import Sequence
@@ -41,6 +42,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                    help="serve the validating admission webhook (path /validate-btj) on this HTTPS port (0: off)")
     p.add_argument("--webhook-cert", help="PEM certificate of the webhook server (required with --webhook-port)")
     p.add_argument("--webhook-key", help="PEM private key of the webhook server (required with --webhook-port)")
+    p.add_argument("--network-policy", action="store_true",
+                   help="give each job a NetworkPolicy: gRPC only from the same job's pods, status only from the "
+                        "operator (--operator-pod-labels) and --metrics-from")
+    p.add_argument("--operator-pod-labels", default="", metavar="K=V,...",
+                   help="labels of the operator's own pods (required with --network-policy)")
+    p.add_argument("--metrics-from", default="[]", metavar="JSON",
+                   help="NetworkPolicyPeer list also allowed to the job pods' metrics port (e.g. Prometheus)")
     p.add_argument("--log-format", choices=["json", "plain", "full"], default="json")
     p.add_argument("--verbose", "-v", action="store_true")
     p.add_argument("--version", action="version", version=__version__)
@@ -49,14 +57,35 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         p.error("choose the scope: --namespace NS (repeatable) or --all-namespaces")
     if a.webhook_port and not (a.webhook_cert and a.webhook_key):
         p.error("--webhook-port needs --webhook-cert and --webhook-key")
+    labels = _labels(p, a.operator_pod_labels)
+    if a.network_policy and not labels:
+        p.error("--network-policy needs --operator-pod-labels (else the policies would keep the operator from /status)")
+    try:
+        metrics_from = json.loads(a.metrics_from)
+    except json.JSONDecodeError as exc:
+        p.error(f"--metrics-from is not JSON: {exc}")
+    if not isinstance(metrics_from, list) or not all(isinstance(peer, dict) for peer in metrics_from):
+        p.error("--metrics-from must be a JSON list of NetworkPolicyPeer objects")
     config = Config(namespaces=a.namespace, all_namespaces=a.all_namespaces, standalone=a.standalone, peering=a.peering,
                     liveness_port=a.liveness_port, metrics_port=a.metrics_port, bind_address=a.bind_address,
                     workers=max(1, a.workers), progress_interval=a.progress_interval, status_port=a.status_port,
                     log_format=a.log_format, verbose=a.verbose, webhook_port=a.webhook_port,
-                    webhook_cert=a.webhook_cert, webhook_key=a.webhook_key)
+                    webhook_cert=a.webhook_cert, webhook_key=a.webhook_key, network_policies=a.network_policy,
+                    operator_pod_labels=labels, metrics_from=metrics_from)
     if a.runtime_image:
         config.runtime_image = a.runtime_image
     return config
+
+
+def _labels(p: argparse.ArgumentParser, text: str) -> dict[str, str]:
+    """'k=v,k2=v2' as a dict; a malformed pair is a usage error naming it."""
+    labels: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            p.error(f"--operator-pod-labels: {pair!r} is not KEY=VALUE")
+        labels[key] = value
+    return labels
 
 
 def configure_logging(config: Config) -> None:

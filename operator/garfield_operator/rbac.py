@@ -28,6 +28,11 @@ RULES: list[Rule] = [
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]
 
+# Only with --network-policy: each job's own NetworkPolicy (the controller GETs and creates it).
+NETWORK_POLICY_RULES: list[Rule] = [
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "create"]},
+]
+
 # Cluster-wide, only with namespace globs (--namespace 'ml-*'): kopf follows namespaces and CRDs.
 GLOB_CLUSTER_RULES: list[Rule] = [
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},

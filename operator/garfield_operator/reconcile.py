@@ -57,11 +57,13 @@ class Observed:
     service_exists: bool
     now: dt.datetime
     progress: dict[str, Any] | None = None
+    network_policy_exists: bool = True  # the job's own NetworkPolicy (only read when the operator makes them)
 
 
 @dataclass
 class Decision:
     create_service: Manifest | None = None
+    create_network_policy: Manifest | None = None
     create_pods: list[Manifest] = field(default_factory=list)
     delete_pods: list[PodDeletion] = field(default_factory=list)
     status_patch: dict[str, Any] | None = None
@@ -88,7 +90,7 @@ def _manifest(job: Manifest) -> Manifest:
 class _Pass:
     """One reconcile pass: the observed state, the status being built and the decision."""
 
-    def __init__(self, obs: Observed, default_image: str) -> None:
+    def __init__(self, obs: Observed, default_image: str, network: rendering.NetworkPolicyOptions | None) -> None:
         self.obs = obs
         self.job = obs.job
         self.meta = obs.job["metadata"]
@@ -97,6 +99,7 @@ class _Pass:
         self.st: S.Status = copy.deepcopy(self.prev)
         self.d = Decision()
         self.default_image = default_image
+        self.network = network
         self.views: dict[str, PodView] = {}
         self.deleting: set[str] = set()
 
@@ -199,6 +202,8 @@ class _Pass:
         image = spec.image or self.default_image
         if not self.obs.service_exists:
             self.d.create_service = rendering.render_service(self.job, plan)
+        if self.network is not None and not self.obs.network_policy_exists:
+            self.d.create_network_policy = rendering.render_network_policy(self.job, plan, self.network)
 
         start = S.parse_time(self.st.get("startTime"))
         left = deadline.remaining(start, policy.active_deadline_seconds, self.now)
@@ -344,6 +349,7 @@ class _Pass:
                 self.d.progress_targets.append(StatusTarget(r.name, v.pod_ip, r.ports["metrics"]))
 
 
-def decide(obs: Observed, default_image: str) -> Decision:
-    """What to do for one job, given everything observed about it now."""
-    return _Pass(obs, default_image).run()
+def decide(obs: Observed, default_image: str, network: rendering.NetworkPolicyOptions | None = None) -> Decision:
+    """What to do for one job, given everything observed about it now. `network`: give each job
+    its own NetworkPolicy admitting these status readers (None: the operator makes none)."""
+    return _Pass(obs, default_image, network).run()

@@ -3,14 +3,16 @@
 Each :class:`garfield.plan.Replica` becomes one pod whose name, hostname and subdomain give it the
 stable DNS name the plan's peers already point at (``<pod>.<job>.<namespace>.svc``), and the job
 gets one headless service publishing not-ready addresses, so peers resolve each other while they
-start. Pods use ``restartPolicy: Never``: a restart must be visible to the operator, which counts
-it against the job's f and backoffLimit and recreates the pod under the same name.
+start, and (with --network-policy) its own NetworkPolicy. Pods use ``restartPolicy: Never``: a
+restart must be visible to the operator, which counts it against the job's f and backoffLimit and
+recreates the pod under the same name.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from garfield.plan import Plan, Replica
@@ -137,5 +139,47 @@ def render_service(job: Manifest, plan: Plan) -> Manifest:
                 {"name": C.PORT_GRPC_NAME, "port": ports["grpc"], "targetPort": ports["grpc"], "protocol": "TCP"},
                 {"name": C.PORT_METRICS_NAME, "port": ports["metrics"], "targetPort": ports["metrics"], "protocol": "TCP"},
             ],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class NetworkPolicyOptions:
+    """Who may reach a job's pods besides the job itself: the operator's pods (by their labels, in
+    any namespace: Kubernetes 1.20 namespaces carry no name label to select on) and the peers
+    allowed to scrape the metrics port (NetworkPolicyPeer objects, e.g. Prometheus' namespace)."""
+
+    operator_pod_labels: dict[str, str] = field(default_factory=dict)
+    metrics_from: list[Manifest] = field(default_factory=list)
+
+
+def render_network_policy(job: Manifest, plan: Plan, options: NetworkPolicyOptions) -> Manifest:
+    """The job's own NetworkPolicy: its pods accept training traffic (gRPC) only from the same
+    job's pods, and their status/metrics port only from the operator and `metrics_from`. Policies
+    only ever add what they allow, so this isolates jobs only where no broader policy lets every
+    job pod in (the chart's namespace-wide policy allows no gRPC ingress for that reason)."""
+    meta = job["metadata"]
+    ports = plan.replicas[0].ports if plan.replicas else {"grpc": 50051, "metrics": 9090}
+    same_job = {"podSelector": {"matchLabels": {C.LABEL_JOB: meta["name"]}}}
+    status_readers: list[Manifest] = []
+    if options.operator_pod_labels:
+        status_readers.append({"namespaceSelector": {}, "podSelector": {"matchLabels": dict(options.operator_pod_labels)}})
+    status_readers += [dict(peer) for peer in options.metrics_from]
+    ingress: list[Manifest] = [{"from": [same_job], "ports": [{"protocol": "TCP", "port": ports["grpc"]}]}]
+    if status_readers:
+        ingress.append({"from": status_readers, "ports": [{"protocol": "TCP", "port": ports["metrics"]}]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "labels": job_labels(meta["name"]),
+            "ownerReferences": [owner_reference(job)],
+        },
+        "spec": {
+            "podSelector": {"matchLabels": {C.LABEL_JOB: meta["name"]}},
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
         },
     }

@@ -31,6 +31,12 @@ class Config:
     webhook_port: int = 0  # 0: no admission webhook
     webhook_cert: str | None = None
     webhook_key: str | None = None
+    # Give each job its own NetworkPolicy (rendering.render_network_policy); the operator's pods are
+    # the ones carrying `operator_pod_labels`, and `metrics_from` (NetworkPolicyPeer objects) may
+    # scrape the job pods' metrics port too.
+    network_policies: bool = False
+    operator_pod_labels: dict[str, str] = field(default_factory=dict)
+    metrics_from: list[dict[str, object]] = field(default_factory=list)
 
 
 def uses_globs(config: Config) -> bool:

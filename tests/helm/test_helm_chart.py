@@ -27,6 +27,7 @@ ALLOWED_RULES: dict[tuple[str, str], set[str]] = {
     ("", "pods"): {"list", "watch", "create", "delete"},
     ("", "services"): {"get", "list", "watch", "create"},
     ("", "events"): {"create"},
+    ("networking.k8s.io", "networkpolicies"): {"get", "create"},
     ("kopf.dev", "kopfpeerings"): {"list", "watch", "patch"},
     ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"},
 }
@@ -155,7 +156,10 @@ def test_operator_arguments_follow_values(render) -> None:
     assert default["image"] == "ghcr.io/garfield-dev/garfield:0.1.0"
     assert default["args"] == [
         f"--namespace={RELEASE_NAMESPACE}", "--standalone", "--liveness-port=8080", "--metrics-port=9100",
-        "--runtime-image=ghcr.io/garfield-dev/garfield:0.1.0",
+        "--runtime-image=ghcr.io/garfield-dev/garfield:0.1.0", "--network-policy",
+        f"--operator-pod-labels=app.kubernetes.io/component=operator,app.kubernetes.io/instance={FULLNAME},"
+        "app.kubernetes.io/name=garfield",
+        "--metrics-from=[]",
     ]
     ci = _container(render(CI["ci-values"]))
     assert ci["image"].startswith("registry.example.com/ml/garfield@sha256:"), "digest wins over tag"
@@ -229,6 +233,25 @@ def test_network_policies_isolate_job_pods(render) -> None:
     assert to_api == {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}], "ports": [{"protocol": "TCP", "port": 443}]}
     assert [peer["namespaceSelector"]["matchLabels"]["name"] for peer in to_jobs["to"]] == ["team-a", "team-b"]
     assert operator["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9200}]
+
+
+def test_with_per_job_policies_the_namespace_policy_admits_no_grpc_between_jobs(render) -> None:
+    """NetworkPolicies only add what they allow: the per-job policy admits gRPC from the same job,
+    so the namespace-wide one must not admit it from every job pod."""
+    docs = render(CI["all-namespaces-values"])
+    for jobs in find(docs, "NetworkPolicy"):
+        if jobs["metadata"]["name"] != f"{FULLNAME}-job-pods":
+            continue
+        (metrics,) = jobs["spec"]["ingress"]
+        assert [p["port"] for p in metrics["ports"]] == [9090]
+    role_rules = _rules(docs)
+    assert {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "create"]} in role_rules
+    metrics_from = '[{"namespaceSelector":{"matchLabels":{"name":"monitoring"}}}]'
+    args = _container(render(sets=["networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"]))["args"]
+    assert f"--metrics-from={metrics_from}" in args
+    off = render(sets=["networkPolicy.perJob=false"])
+    assert not any(a.startswith("--network-policy") for a in _container(off)["args"])
+    assert not any("networkpolicies" in r["resources"] for r in _rules(off))
 
 
 def test_network_policy_without_metrics_peers_denies_all_ingress_to_the_operator(render) -> None:

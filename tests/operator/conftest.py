@@ -15,7 +15,7 @@ import pytest
 from support.cluster import ControlPlane
 from support.crd import install_crd
 from support.kubelet import FakeKubelet
-from support.operator_harness import Jobs, OperatorProcess, StatusServer
+from support.operator_harness import NETWORK_POLICY_ARGS, Jobs, OperatorProcess, StatusServer
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,8 @@ def crd(control_plane: ControlPlane) -> ControlPlane:
 @pytest.fixture(scope="module")  # stops after its module: no idle operator during later tests
 def operator(crd: ControlPlane, status_server: StatusServer,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(crd, "gop-*", status_server.port, tmp_path_factory.mktemp("operator") / "operator.log")
+    op = OperatorProcess(crd, "gop-*", status_server.port, tmp_path_factory.mktemp("operator") / "operator.log",
+                         extra_args=NETWORK_POLICY_ARGS)
     op.start()
     yield op
     op.stop()

@@ -33,3 +33,20 @@ def test_webhook_needs_certificate_and_key() -> None:
         parse_args(["-A", "--webhook-port", "9443"])
     c = parse_args(["-A", "--webhook-port", "9443", "--webhook-cert", "c.pem", "--webhook-key", "k.pem"])
     assert (c.webhook_port, c.webhook_cert, c.webhook_key) == (9443, "c.pem", "k.pem")
+
+
+def test_network_policy_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert not parse_args(["-A"]).network_policies
+    c = parse_args(["-A", "--network-policy", "--operator-pod-labels", "app=garfield, tier=operator",
+                    "--metrics-from", '[{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]'])
+    assert c.network_policies and c.operator_pod_labels == {"app": "garfield", "tier": "operator"}
+    assert c.metrics_from == [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]
+    for argv, says in [
+        (["--network-policy"], "--network-policy needs --operator-pod-labels"),
+        (["--operator-pod-labels", "app"], "--operator-pod-labels: 'app' is not KEY=VALUE"),
+        (["--metrics-from", "{"], "--metrics-from is not JSON"),
+        (["--metrics-from", '{"a": 1}'], "--metrics-from must be a JSON list of NetworkPolicyPeer objects"),
+    ]:
+        with pytest.raises(SystemExit):
+            parse_args(["-A", *argv])
+        assert says in capsys.readouterr().err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes import client
 
 from support.cluster import ControlPlane
 from support.kubelet import FakeKubelet, wait_for
@@ -70,6 +71,16 @@ def test_example_renders_pods_and_headless_service(operator: OperatorProcess, jo
     status = jobs.wait_phase(ns, "mnist-msmw-gpu", "Pending")
     assert status["replicaStatuses"]["workers"]["active"] == 9
     wait_for(lambda: jobs.events(ns, "PodsCreated"), what="PodsCreated event")
+    # The job's own NetworkPolicy, as the apiserver stored it (the test node's CNI cannot enforce it).
+    networking = client.NetworkingV1Api(jobs.core.api_client)
+    policy = networking.read_namespaced_network_policy("mnist-msmw-gpu", ns)
+    assert _owned_by(policy, job)
+    assert policy.spec.pod_selector.match_labels == {"garfield.dev/job-name": "mnist-msmw-gpu"}
+    assert policy.spec.policy_types == ["Ingress"]
+    grpc, status_port = policy.spec.ingress
+    assert [p.pod_selector.match_labels for p in grpc._from] == [{"garfield.dev/job-name": "mnist-msmw-gpu"}]
+    assert [p.port for p in grpc.ports] == [50051] and [p.port for p in status_port.ports] == [9090]
+    assert status_port._from[0].pod_selector.match_labels == {"app.kubernetes.io/component": "operator"}
 
 
 def test_running_progress_and_success(operator: OperatorProcess, jobs: Jobs, kubelet: FakeKubelet, ns: str,

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes import client
 
-from garfield_operator.rbac import RULES
+from garfield_operator.rbac import NETWORK_POLICY_RULES, RULES
 
 from support.cluster import ControlPlane
 from support.kubelet import FakeKubelet, wait_for
-from support.operator_harness import Jobs, OperatorProcess, StatusServer, job_manifest
+from support.operator_harness import NETWORK_POLICY_ARGS, Jobs, OperatorProcess, StatusServer, job_manifest
 
 pytestmark = pytest.mark.cluster
 
@@ -24,7 +25,7 @@ def test_least_privilege_role_is_enough(crd: ControlPlane, jobs: Jobs, kubelet: 
                                         status_server: StatusServer, tmp_path: Path) -> None:
     kubeconfig = crd.service_account_kubeconfig(NS, "garfield-operator")
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": "garfield-operator", "namespace": NS}, "rules": RULES}
+            "metadata": {"name": "garfield-operator", "namespace": NS}, "rules": RULES + NETWORK_POLICY_RULES}
     binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                "metadata": {"name": "garfield-operator", "namespace": NS},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "garfield-operator"},
@@ -34,13 +35,16 @@ def test_least_privilege_role_is_enough(crd: ControlPlane, jobs: Jobs, kubelet: 
     denied = crd.kubectl("--kubeconfig", kubeconfig, "get", "pods", "-A", check=False)
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
 
-    op = OperatorProcess(crd, NS, status_server.port, tmp_path / "op.log", kubeconfig=kubeconfig).start()
+    op = OperatorProcess(crd, NS, status_server.port, tmp_path / "op.log", kubeconfig=kubeconfig,
+                         extra_args=NETWORK_POLICY_ARGS).start()
     try:
         jobs.create(NS, job_manifest("rbac", workers=4, worker_f=1, run_policy={"ttlSecondsAfterFinished": 0}))
         pods = wait_for(lambda: (p := jobs.pods(NS)) and len(p) == 5 and p, what="5 pods")
         for name in pods:
             kubelet.run(NS, name)
         jobs.wait_phase(NS, "rbac", "Running")
+        networking = client.NetworkingV1Api(jobs.core.api_client)
+        wait_for(lambda: networking.list_namespaced_network_policy(NS).items, what="the job's NetworkPolicy")
         uid = pods["rbac-worker-1"].metadata.uid
         kubelet.exit(NS, "rbac-worker-1", 1)
         wait_for(lambda: (p := jobs.pods(NS).get("rbac-worker-1")) is not None and p.metadata.uid != uid,

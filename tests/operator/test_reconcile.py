@@ -14,7 +14,7 @@ import json
 
 from garfield_operator import constants as C
 from garfield_operator.reconcile import Decision, Observed, decide
-from garfield_operator.rendering import render_pod
+from garfield_operator.rendering import NetworkPolicyOptions, render_pod
 
 from support.decisions import IMAGE, T0, apply, first_pass, job, pod, running, running_job
 
@@ -186,3 +186,24 @@ def test_success_without_termination_messages_keeps_the_last_progress() -> None:
     pods = running(stored, created, **{f"j-server-{i}": "Succeeded" for i in range(3)})
     stored = apply(stored, decide(Observed(stored, pods, True, T0), IMAGE))
     assert stored["status"]["phase"] == C.SUCCEEDED and stored["status"]["progress"]["step"] == 97
+
+
+def test_each_job_gets_its_own_network_policy_when_the_operator_makes_them() -> None:
+    body = job()
+    options = NetworkPolicyOptions({"app.kubernetes.io/component": "operator"},
+                                   [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}])
+    stored = copy.deepcopy(body)
+    d = decide(Observed(stored, [], False, T0, network_policy_exists=False), IMAGE, options)
+    policy = d.create_network_policy
+    assert policy is not None and policy["metadata"]["name"] == "j" and policy["metadata"]["ownerReferences"]
+    assert policy["spec"]["podSelector"] == {"matchLabels": {C.LABEL_JOB: "j"}}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    grpc, status = policy["spec"]["ingress"]
+    assert grpc == {"from": [{"podSelector": {"matchLabels": {C.LABEL_JOB: "j"}}}],
+                    "ports": [{"protocol": "TCP", "port": 50051}]}
+    operator_pods = {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/component": "operator"}}}
+    assert status == {"from": [operator_pods, {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+                      "ports": [{"protocol": "TCP", "port": 9090}]}
+    # present already, or not made by this operator: nothing to create
+    assert decide(Observed(stored, [], False, T0, network_policy_exists=True), IMAGE, options).create_network_policy is None
+    assert decide(Observed(stored, [], False, T0, network_policy_exists=False), IMAGE).create_network_policy is None

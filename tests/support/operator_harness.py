@@ -58,6 +58,11 @@ class StatusServer:
         self.server.server_close()
 
 
+# What the tests' operators run with: each job gets its own NetworkPolicy (the operator's pods are
+# the ones labelled so; the test operators run as processes, so the label only fills the policy).
+NETWORK_POLICY_ARGS = ["--network-policy", "--operator-pod-labels", "app.kubernetes.io/component=operator"]
+
+
 class OperatorProcess:
     def __init__(self, plane: ControlPlane, pattern: str, status_port: int, log_path: Path,
                  kubeconfig: str | None = None, extra_args: list[str] | None = None) -> None:
