@@ -83,7 +83,8 @@ class FinalModels:
             peer = Peer(sender, address, self.params * 4)
             try:
                 expect = expect_for((self.params,), "float32", kind=MODEL, sender=sender, min_step=self.total_steps)
-                received = await peer.fetch(tensor_request(MODEL, self.total_steps, "e2e-probe"), expect, self.timeout)
+                # anonymous: a probe names no replica (a node refuses requesters that are not its peers)
+                received = await peer.fetch(tensor_request(MODEL, self.total_steps, ""), expect, self.timeout)
                 self.models[name] = received.array.astype("float64")
             except Exception as exc:  # noqa: BLE001 - reported by the test's assertion
                 self.errors[name] = repr(exc)
