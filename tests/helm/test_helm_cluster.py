@@ -48,6 +48,8 @@ NEEDED = [
     ("list", "pods", []), ("watch", "pods", []), ("create", "pods", []), ("delete", "pods", []),
     ("get", "services", []), ("list", "services", []), ("watch", "services", []), ("create", "services", []),
     ("create", "events", []),
+    # networkPolicy.perJob (on by default): each job's own NetworkPolicy.
+    ("get", "networkpolicies.networking.k8s.io", []), ("create", "networkpolicies.networking.k8s.io", []),
 ]
 # (verb, resource, extra args) it must be denied: secrets everywhere, anything it does not use,
 # and everything outside its watched namespaces.
@@ -61,7 +63,9 @@ DENIED = [
     ("patch", "byzantinetrainingjobs.garfield.dev", []),
     ("delete", "services", []), ("patch", "services", []),
     ("create", "serviceaccounts", ["--subresource=token"]), ("create", "roles.rbac.authorization.k8s.io", []),
-    ("create", "rolebindings.rbac.authorization.k8s.io", []), ("create", "networkpolicies.networking.k8s.io", []),
+    ("create", "rolebindings.rbac.authorization.k8s.io", []),
+    ("delete", "networkpolicies.networking.k8s.io", []), ("patch", "networkpolicies.networking.k8s.io", []),
+    ("list", "networkpolicies.networking.k8s.io", []),
     ("list", "pods", ["-n", UNWATCHED]), ("create", "pods", ["-n", UNWATCHED]),
     ("list", "byzantinetrainingjobs.garfield.dev", ["-n", UNWATCHED]), ("list", "pods", ["-A"]),
     ("list", "nodes", []), ("list", "namespaces", []), ("list", "customresourcedefinitions.apiextensions.k8s.io", []),
@@ -223,7 +227,13 @@ def test_permission_error_filter_recognises_apiserver_denials() -> None:
 
 def test_operator_reconciles_a_job_under_the_chart_service_account(release: Release, tmp_path: Path) -> None:
     log = tmp_path / "operator.log"
-    operator = release.start_operator(log, "--standalone")
+    # The network-policy flags the chart's Deployment passes (networkPolicy.perJob, its default).
+    deployment = release.get("deployment", RELEASE, "-n", RELEASE_NAMESPACE)
+    assert deployment is not None
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    network = [a for a in args if a.split("=")[0] in ("--network-policy", "--operator-pod-labels", "--metrics-from")]
+    assert len(network) == 3, args
+    operator = release.start_operator(log, "--standalone", *network)
     release.plane.apply(JOB, namespace=WATCHED)
     name = JOB["metadata"]["name"]
     expected = {f"{name}-server-0", *(f"{name}-worker-{i}" for i in range(4))}
@@ -233,6 +243,8 @@ def test_operator_reconciles_a_job_under_the_chart_service_account(release: Rele
     assert job is not None
     assert all(p["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"] for p in pods)
     assert release.get("service", name, "-n", WATCHED) is not None
+    policy = wait_for("the job's NetworkPolicy", lambda: release.get("networkpolicy", name, "-n", WATCHED))
+    assert policy["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
     wait_for("a status patch", lambda: (j := release.get("btj", name, "-n", WATCHED)) and j.get("status", {}).get("phase"))
     wait_for("an event on the job", lambda: (e := release.get("events", "-n", WATCHED, "--field-selector",
                                                                 f"involvedObject.name={name}")) and e["items"])

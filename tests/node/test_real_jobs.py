@@ -12,7 +12,8 @@ the project's Dockerfile by scripts/build-image.sh and imported into the node's 
 * faults on real pods: a worker and a server deleted mid-run (within f) are recreated and the job
   succeeds; f+1 workers deleted fail it with its reason and a Warning event; the GPU example stays
   unschedulable, reported as a condition and a Warning event;
-* `kubectl delete btj` collects pods and service; `helm uninstall` leaves nothing of the operator;
+* each job trains behind its own NetworkPolicy (made and accepted; the CNI bridge does not enforce
+  it); `kubectl delete btj` collects pods, service and policy; `helm uninstall` leaves nothing of the operator;
 * a user's own task in an image built FROM the project's image (docs/user-guide.md) trains.
 
 Tests run in order and share one release (module-scoped fixtures).
@@ -262,6 +263,17 @@ def test_example_trains_as_pods(cluster: Cluster, real_cluster: RealCluster, rel
     entries = [json.loads(line) for line in lines if line.startswith("{")]
     assert entries and all("msg" in e and "level" in e for e in entries), lines[-5:]
     assert any(e.get("msg") == "done" for e in entries), lines[-5:]
+    # It trained behind its own NetworkPolicy (the chart's networkPolicy.perJob), accepted by the
+    # apiserver: gRPC only from this job's pods, status only from the operator's pods. The test
+    # node's CNI bridge does not enforce policies, so this shows the policy made and accepted,
+    # not traffic refused.
+    policy = cluster.json("-n", WATCHED, "get", "networkpolicy", name)
+    job_pods = {"matchLabels": {"garfield.dev/job-name": name}}
+    assert policy["spec"]["podSelector"] == job_pods, policy["spec"]
+    grpc_rule, status_rule = policy["spec"]["ingress"]
+    assert grpc_rule == {"from": [{"podSelector": job_pods}], "ports": [{"protocol": "TCP", "port": 50051}]}
+    assert status_rule["ports"] == [{"protocol": "TCP", "port": 9090}]
+    assert status_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == RELEASE
     cluster.kubectl("-n", WATCHED, "delete", "btj", name, "--wait=true", timeout=180)
 
 
@@ -330,10 +342,11 @@ def test_deleting_the_job_collects_its_pods_and_service(cluster: Cluster, releas
     cluster.kubectl("-n", WATCHED, "delete", "btj", name, "--wait=true", timeout=180)
 
     def gone() -> bool | None:
-        left = cluster.kubectl("-n", WATCHED, "get", "pods,svc", "-l", f"garfield.dev/job-name={name}", "-o", "name")
+        left = cluster.kubectl("-n", WATCHED, "get", "pods,svc,networkpolicy", "-l", f"garfield.dev/job-name={name}",
+                               "-o", "name")
         return True if not left.strip() else None
 
-    wait_for(gone, 120, lambda: cluster.kubectl("-n", WATCHED, "get", "pods,svc", check=False))
+    wait_for(gone, 120, lambda: cluster.kubectl("-n", WATCHED, "get", "pods,svc,networkpolicy", check=False))
 
 
 # -- a user's own task, in an image built FROM the project's ----------------------------------------
