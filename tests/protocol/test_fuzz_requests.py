@@ -54,6 +54,14 @@ def test_any_request_is_answered_refused_or_waits_for_a_step_to_come(batch: list
     asyncio.run(main())
 
 
+def _parses(raw: bytes) -> bool:
+    """Whether the server reads `raw` as a request (as `_ExchangeStream._read` decides)."""
+    try:
+        return ExchangeRequest.FromString(raw).WhichOneof("body") is not None
+    except Exception:
+        return False
+
+
 @settings(derandomize=True, max_examples=60, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.binary(max_size=256), min_size=1, max_size=4))
@@ -65,14 +73,33 @@ def test_garbage_on_an_exchange_stream_ends_that_stream_only(garbage: list[bytes
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         try:
             bad = channel.stream_stream(EXCHANGE, request_serializer=None, response_deserializer=None)()
-            try:
-                for raw in garbage:
+            # The server ends the call at the first undecodable message, possibly while later
+            # ones are still being written: such a write fails on the client (and grpc's client
+            # then reports INTERNAL for the call locally), which is the outcome under test.
+            write_failed = False
+            for raw in garbage:
+                try:
                     await bad.write(raw)
-                await bad.done_writing()
+                except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+                    write_failed = True
+                    break
+            else:
+                try:
+                    await bad.done_writing()
+                except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+                    write_failed = True
+            try:
                 async for _ in bad:  # error replies, or an answer when the bytes happen to parse
                     pass
             except grpc.aio.AioRpcError:
                 pass
+            code = await bad.code()
+            if any(not _parses(raw) for raw in garbage):
+                assert "decode" in node.state.status()["rejected"]  # the server refused the stream
+                allowed = {grpc.StatusCode.INVALID_ARGUMENT} | ({grpc.StatusCode.INTERNAL} if write_failed else set())
+                assert code in allowed, (code, await bad.details())
+            else:  # every message was a request: each was answered or refused in a reply, the call ends well
+                assert code == grpc.StatusCode.OK, (code, await bad.details())
             good = channel.stream_stream(EXCHANGE, request_serializer=None, response_deserializer=None)()
             await good.write(ExchangeRequest(id=1, fetch=TensorRequest(kind=MODEL, step=0, requester="worker-0"))
                              .SerializeToString())
