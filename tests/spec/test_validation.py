@@ -96,6 +96,10 @@ BAD: list[tuple[str, Callable[[dict], None], str]] = [
      "spec.runPolicy.cleanPodPolicy: 'Some' is not one of"),
     ("env-without-name", _set("spec.workers.template", {"env": [{"value": "1"}]}),
      "spec.workers.template.env[0].name: required field is missing"),
+    ("smea-too-many-subsets", _all(_set("spec.workers.gar.name", "smea"), _set("spec.workers.replicas", 40),
+                                   _set("spec.workers.byzantine", 12)),
+     "spec.workers.gar: smea searches all C(n, f) = 30,421,755 subsets, more than 50,000: use fewer replies or a "
+     "smaller f (on the 28 replies it aggregates, f=12)"),
     # pre-aggregation: the stage's own condition, then the rule's on what the chain hands on
     ("unknown-stage", _set("spec.workers.gar.preAggregation", [{"name": "mixing"}]),
      "spec.workers.gar.preAggregation[0].name: 'mixing' is not one of arc, bucketing, clipping, nnm"),
