@@ -204,3 +204,20 @@ def test_pre_aggregation_runs_in_front_of_both_roles_rules() -> None:
     for server in servers:
         assert server.state.step == 60
         assert harness.accuracy(server) > 0.9
+
+
+def test_an_adaptive_attacker_aims_at_the_jobs_own_rule() -> None:
+    """optimal-little: the Byzantine workers are handed the servers' rule for worker gradients
+    (median after nnm) and search their scale against it every round; the job still completes."""
+    doc = harness.manifest(1, 0, 7, 2, steps=20, worker_gar="median",
+                           worker_attack={"count": 2, "name": "optimal-little", "params": {"evals": 6}})
+    doc["spec"]["workers"]["gar"]["preAggregation"] = [{"name": "nnm"}]
+    cluster, codes = _run(doc)
+    assert set(codes.values()) == {0}
+    attackers = [n for n in cluster.by_role("worker") if n.state.byzantine]
+    assert len(attackers) == 2
+    for node in attackers:
+        attack = node.source.attack
+        assert attack.defence.rule == "median" and [s.name for s in attack.defence.pre] == ["nnm"]
+        assert attack.last_scale is not None
+    assert cluster.by_role("server")[0].state.step == 20

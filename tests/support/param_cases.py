@@ -63,6 +63,12 @@ CASES: tuple[Case, ...] = (
     Case("worker", "drop", "seed", _SEED_BAD, _SEED_GOOD),
     Case("worker", "little", "z", ("x", True, NAN, INF), (None, 0, -1.5)),
     Case("worker", "empire", "epsilon", _POSITIVE_BAD, (1e-9, 2)),
+    *(c for name in ("optimal-little", "optimal-empire") for c in (
+        Case("worker", name, "evals", (0, -1, 1.5, True, 1001), (1, 1000)),
+        Case("worker", name, "start", ("x", True, NAN, INF, None), (-3, 0, 2.5)),
+        Case("worker", name, "delta", _POSITIVE_BAD, (1e-9, 100)),
+        Case("worker", name, "ratio", (0.5, 1, 1.2, 0.4, True, NAN), (0.51, 0.99)),
+    )),
     Case("worker", "labelflip", "num_classes", (1, 0, 2.0, True), (2, 10)),
     Case("worker", "mimic", "target", (-1, 0.5, True, None), (0, 7)),
     Case("worker", "nan", "value", ("zero", "NaN", NAN, None), ("nan", "inf", "-inf")),
