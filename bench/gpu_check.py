@@ -3,7 +3,8 @@
     python bench/gpu_check.py [--device cuda] [--out bench/results/gpu_check.json]
 
 1. Every aggregation rule on the device against its CPU result on the same inputs (float32,
-   Byzantine-looking rows included), within a tolerance, and its time per call on both.
+   Byzantine-looking rows included), within a tolerance, and its time per call on both; the same
+   for every pre-aggregation stage in front of the median.
 2. The result stays on the device: aggregation of device tensors returns a device tensor, and
    (on CUDA) no device-to-host copy happens inside the rule (checked with the CUDA profiler's
    memcpy events when available).
@@ -115,6 +116,33 @@ def check_rules(device: torch.device, n: int = N, d: int = D,
     return report
 
 
+def check_stages(device: torch.device, n: int = N, d: int = D) -> list[dict[str, Any]]:
+    """Each pre-aggregation stage (in front of median) on `device` versus the CPU, same inputs."""
+    from garfield.aggregators.preaggregation import STAGES, Stage
+
+    report = []
+    f = (n - 1) // 2
+    host = _inputs(n, d, f)
+    on_device = host.to(device)
+    for name in sorted(STAGES):
+        params = {"seed": 5} if name == "bucketing" else {}  # the same buckets on both
+        chain = [Stage(name, params)]
+        entry: dict[str, Any] = {"check": "stage", "stage": name, "n": n, "f": f, "d": d}
+        try:
+            rule_f = f if name != "bucketing" else min(f, (-(-n // 2) - 1) // 2)
+            expected = aggregate("median", host, rule_f, pre=chain)
+            got = aggregate("median", on_device, rule_f, pre=chain)
+            entry["same_device"] = got.device == on_device.device
+            entry["max_abs_error"] = float((got.cpu() - expected).abs().max())
+            entry["close"] = bool(torch.allclose(got.cpu(), expected, **TOLERANCE))
+            entry["device_seconds"] = _time(functools.partial(aggregate, "median", on_device, rule_f, pre=chain), device)
+            entry["ok"] = entry["close"] and entry["same_device"]
+        except Exception as exc:
+            entry.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+        report.append(entry)
+    return report
+
+
 def _job_spec(example: str) -> Any:
     from garfield.spec.validation import load_job
 
@@ -182,7 +210,8 @@ def run(device_name: str, d: int = D) -> dict[str, Any]:
     device = torch.device(device_name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no GPU here (use --device cpu to exercise the same paths)")
-    checks = check_rules(device, d=d) + [check_torch_adapter(device), check_tensorflow_adapter(device)]
+    checks = check_rules(device, d=d) + check_stages(device, d=d) + [check_torch_adapter(device),
+                                                                       check_tensorflow_adapter(device)]
     return {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -202,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(report, indent=2) + "\n")
     for c in report["checks"]:
-        what = c.get("rule") or c.get("framework")
+        what = c.get("rule") or c.get("stage") or c.get("framework")
         figures = {k: c[k] for k in ("max_abs_error", "cpu_seconds", "device_seconds", "step_seconds", "error", "skipped")
                    if k in c}
         print(f"{'ok  ' if c['ok'] else 'FAIL'} {c['check']:8s} {what:22s} {figures}")

@@ -127,6 +127,31 @@ def _rules_section() -> list[str]:
     return lines + [""]
 
 
+def _stages_section() -> list[str]:
+    """Each pre-aggregation stage's condition, shape and typed parameters, from
+    garfield.aggregators.preaggregation."""
+    from garfield.aggregators.preaggregation import STAGES
+
+    lines = [
+        "## Pre-aggregation stages",
+        "",
+        "`gar.preAggregation` runs these in order on the q replies before the rule; each one's condition holds on "
+        "the vectors it gets, and the rule's condition on the vectors the last one hands on (bucketing hands on "
+        "ceil(n/s); the others n). Every stage hands on the same f.",
+        "",
+        "| `name` | condition on the n vectors it gets | vectors handed on | what it computes |",
+        "|---|---|---|---|",
+    ]
+    for name in sorted(STAGES):
+        stage = STAGES[name]
+        handed = "ceil(n/s)" if stage.shape(12, 1, {"s": 2}) != (12, 1) else "n"
+        lines.append(f"| `{name}` | {stage.condition.text()} | {handed} | {_cell(stage.summary)} |")
+    lines += ["", "| `name` | parameter | type | default | allowed | description |", "|---|---|---|---|---|---|"]
+    for name in sorted(STAGES):
+        lines += _param_rows(f"`{name}`", STAGES[name].params)
+    return lines + [""]
+
+
 def _attacks_section() -> list[str]:
     """Each attack's summary and typed parameters, from garfield.attacks.catalog."""
     from garfield.attacks.catalog import SERVER_ATTACKS, WORKER_ATTACKS
@@ -194,7 +219,7 @@ def render(crd: Schema) -> str:
     for column in version.get("additionalPrinterColumns", []):
         lines.append(f"| {column['name']} | {column['type']} | `{column['jsonPath']}` | {_cell(column.get('description', ''))} |")
     lines.append("")
-    lines += _rules_section() + _attacks_section()
+    lines += _rules_section() + _stages_section() + _attacks_section()
     return "\n".join(lines)
 
 

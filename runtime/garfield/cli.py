@@ -28,11 +28,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         for warning in job.warnings:
             print(f"{path}: warning: {warning}", file=sys.stderr)
         spec = job.spec
-        servers = (f"{spec.servers.replicas} servers (f={spec.servers.byzantine}, {spec.servers.gar.name})"
+        servers = (f"{spec.servers.replicas} servers (f={spec.servers.byzantine}, {spec.servers.gar.label})"
                    if spec.servers else "no servers")
         workers = f"{spec.topology.worker_role}s"
         print(f"{path}: valid {spec.topology} job {job.name!r}: {servers}, {spec.workers.replicas} "
-              f"{workers} (f={spec.workers.byzantine}, {spec.workers.gar.name})")
+              f"{workers} (f={spec.workers.byzantine}, {spec.workers.gar.label})")
     return status
 
 

@@ -159,7 +159,11 @@ def protocol_node(config: NodeConfig, adapter: FrameworkAdapter, state: NodeStat
     bad = config.attack
     if config.role is Role.SERVER:
         return ServerNode(config, adapter, state, attack=attacks.make_server_attack(bad.name, bad.params) if bad else None)
-    attack = attacks.make_worker_attack(bad.name, bad.params) if bad else None
+    # The adaptive attacks aim at the rule their vectors meet: the one the worker side's replies
+    # are aggregated with (by the servers, or by the other peers).
+    gar = config.spec.workers.gar
+    defence = attacks.Defence(gar.name, gar.params, gar.pre)
+    attack = attacks.make_worker_attack(bad.name, bad.params, defence) if bad else None
     if attack is not None and attack.label_transform is not None:
         adapter.set_label_transform(attack.label_transform)
     node_class = PeerNode if config.role is Role.PEER else WorkerNode

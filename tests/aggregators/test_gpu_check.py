@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from garfield.aggregators.catalog import RULES
+from garfield.aggregators.preaggregation import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,6 +26,8 @@ def test_gpu_check_passes_on_the_cpu_and_covers_every_rule_and_framework(tmp_pat
     rules = {c["rule"]: c for c in report["checks"] if c["check"] == "rule"}
     assert set(rules) == set(RULES)
     assert all(c["close"] and c["same_device"] for c in rules.values()), rules
+    stages = {c["stage"]: c for c in report["checks"] if c["check"] == "stage"}
+    assert set(stages) == set(STAGES) and all(c["ok"] for c in stages.values()), stages
     adapters = {c["framework"]: c for c in report["checks"] if c["check"] == "adapter"}
     assert set(adapters) == {"pytorch", "tensorflow"}
     for entry in adapters.values():

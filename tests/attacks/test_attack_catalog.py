@@ -16,8 +16,8 @@ from garfield.attacks.types import LabelTransform, ServerAttack, WorkerAttack
 from support.param_cases import Case, bad_values, good_values, value_id
 
 MAKE = {"worker": make_worker_attack, "server": make_server_attack}
-BAD = [(c, v) for c, v in bad_values() if c.kind != "rule"]
-GOOD = [(c, v) for c, v in good_values() if c.kind != "rule"]
+BAD = [(c, v) for c, v in bad_values() if c.kind in ("worker", "server")]
+GOOD = [(c, v) for c, v in good_values() if c.kind in ("worker", "server")]
 G = torch.tensor([1.0, -2.0, 3.0, 0.5])
 PEERS = torch.tensor([[1.0, 0.0, 2.0, 0.0], [3.0, 2.0, 2.0, 1.0], [2.0, 1.0, 5.0, 2.0]])
 

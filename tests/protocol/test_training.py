@@ -171,3 +171,53 @@ def test_server_attacks_run_inside_the_protocol(attack: str) -> None:
     if attack == "nan":
         rejected = sum(n.state.rejected.get("nonfinite", 0) for n in cluster.nodes if not n.state.byzantine)
         assert rejected >= 1
+
+
+def test_pre_aggregation_runs_in_front_of_both_roles_rules() -> None:
+    """NNM before the servers' median of worker gradients (under A Little Is Enough) and ARC
+    before their median of server models: the chain the job names runs on real quorums, on
+    every step, and the job still learns."""
+    doc = harness.manifest(4, 1, 7, 2, steps=60, worker_gar="median", server_gar="median",
+                           worker_attack={"count": 2, "name": "little"})
+    doc["spec"]["workers"]["gar"]["preAggregation"] = [{"name": "nnm"}]
+    doc["spec"]["servers"]["gar"]["preAggregation"] = [{"name": "arc"}]
+    from garfield.aggregators import _preaggregate
+
+    calls: dict[str, int] = {"nnm": 0, "arc": 0}
+    real = dict(_preaggregate.IMPLEMENTATIONS)
+
+    def counting(name: str):
+        def run(*args, **kwargs):
+            calls[name] += 1
+            return real[name](*args, **kwargs)
+        return run
+
+    try:
+        _preaggregate.IMPLEMENTATIONS.update(nnm=counting("nnm"), arc=counting("arc"))
+        cluster, codes = _run(doc)
+    finally:
+        _preaggregate.IMPLEMENTATIONS.update(real)
+    assert set(codes.values()) == {0}
+    servers = _correct(cluster, "server")
+    # Each of the 4 servers mixes worker gradients once a step (60 steps); servers aggregate models too.
+    assert calls["nnm"] >= 3 * 60 and calls["arc"] >= 3 * 60, calls
+    for server in servers:
+        assert server.state.step == 60
+        assert harness.accuracy(server) > 0.9
+
+
+def test_an_adaptive_attacker_aims_at_the_jobs_own_rule() -> None:
+    """optimal-little: the Byzantine workers are handed the servers' rule for worker gradients
+    (median after nnm) and search their scale against it every round; the job still completes."""
+    doc = harness.manifest(1, 0, 7, 2, steps=20, worker_gar="median",
+                           worker_attack={"count": 2, "name": "optimal-little", "params": {"evals": 6}})
+    doc["spec"]["workers"]["gar"]["preAggregation"] = [{"name": "nnm"}]
+    cluster, codes = _run(doc)
+    assert set(codes.values()) == {0}
+    attackers = [n for n in cluster.by_role("worker") if n.state.byzantine]
+    assert len(attackers) == 2
+    for node in attackers:
+        attack = node.source.attack
+        assert attack.defence.rule == "median" and [s.name for s in attack.defence.pre] == ["nnm"]
+        assert attack.last_scale is not None
+    assert cluster.by_role("server")[0].state.step == 20

@@ -32,6 +32,12 @@ def _manifest(case: Case, value: Any, role: str = "") -> tuple[dict[str, Any], s
         spec[role]["replicas"] = RULES[case.name].condition.min_n(f) + f
         spec[role]["gar"] = {"name": case.name, "params": {case.param: value}}
         return m, f"spec.{role}.gar.params.{case.param}"
+    if case.kind == "stage":
+        # In front of average (any number of vectors; not robust, so only a warning) on 9 workers.
+        role = role or "workers"
+        spec[role]["replicas"] = 9
+        spec[role]["gar"] = {"name": "average", "preAggregation": [{"name": case.name, "params": {case.param: value}}]}
+        return m, f"spec.{role}.gar.preAggregation[0].params.{case.param}"
     target = spec["attack"]["workers" if case.kind == "worker" else "servers"]
     target["name"], target["params"] = case.name, {case.param: value}
     return m, f"spec.attack.{'workers' if case.kind == 'worker' else 'servers'}.params.{case.param}"
@@ -43,7 +49,8 @@ def test_every_declared_parameter_has_cases() -> None:
 
 
 # A rule's parameter on either role; an attack's in its own place.
-REFUSED = [(c, v, role) for c, v in bad_values() for role in (("workers", "servers") if c.kind == "rule" else ("",))]
+REFUSED = [(c, v, role) for c, v in bad_values()
+           for role in (("workers", "servers") if c.kind in ("rule", "stage") else ("",))]
 
 
 @pytest.mark.parametrize("case,value,role", REFUSED, ids=[f"{c.id}{'@' + r if r else ''}={value_id(v)}" for c, v, r in REFUSED])

@@ -96,6 +96,26 @@ BAD: list[tuple[str, Callable[[dict], None], str]] = [
      "spec.runPolicy.cleanPodPolicy: 'Some' is not one of"),
     ("env-without-name", _set("spec.workers.template", {"env": [{"value": "1"}]}),
      "spec.workers.template.env[0].name: required field is missing"),
+    ("smea-too-many-subsets", _all(_set("spec.workers.gar.name", "smea"), _set("spec.workers.replicas", 40),
+                                   _set("spec.workers.byzantine", 12)),
+     "spec.workers.gar: smea searches all C(n, f) = 30,421,755 subsets, more than 50,000: use fewer replies or a "
+     "smaller f (on the 28 replies it aggregates, f=12)"),
+    # pre-aggregation: the stage's own condition, then the rule's on what the chain hands on
+    ("unknown-stage", _set("spec.workers.gar.preAggregation", [{"name": "mixing"}]),
+     "spec.workers.gar.preAggregation[0].name: 'mixing' is not one of arc, bucketing, clipping, nnm"),
+    ("stage-without-name", _set("spec.workers.gar.preAggregation", [{"params": {}}]),
+     "spec.workers.gar.preAggregation[0].name: required field is missing"),
+    ("too-many-stages", _set("spec.workers.gar.preAggregation", [{"name": "arc"}] * 9),
+     "spec.workers.gar.preAggregation: 9 items, more than the maximum 8"),
+    ("stage-condition", _all(_set("spec.workers.byzantine", 2), _set("spec.workers.replicas", 5),
+                             _set("spec.attack.workers.count", 1), _set("spec.workers.gar.name", "average"),
+                             _set("spec.workers.gar.preAggregation", [{"name": "nnm"}])),
+     "spec.workers.gar.preAggregation[0]: nnm needs n >= 2f+1 on the 3 vectors it gets (f=2)"),
+    ("rule-after-bucketing", _set("spec.workers.gar.preAggregation", [{"name": "bucketing"}]),
+     "spec.workers: mda needs n >= 2f+1 on the 3 vectors bucketing(s=2) makes of the 5 replies (n=7, f=2); "
+     "with f=2 that takes more workers or smaller buckets"),
+    ("stage-param", _set("spec.workers.gar.preAggregation", [{"name": "clipping", "params": {"threshold": 0}}]),
+     "spec.workers.gar.preAggregation[0].params.threshold: clipping needs threshold > 0, got 0"),
 ]
 
 
@@ -144,6 +164,17 @@ def test_defaults_are_filled_and_topology_derived() -> None:
     assert job.spec.run_policy.clean_pod_policy == "Running"
     assert job.spec.to_dict()["topology"] == "msmw"
     assert job.spec.workers.quorum == 5 and job.spec.servers is not None and job.spec.servers.quorum == 3
+
+
+def test_a_pre_aggregation_chain_is_read_into_the_spec() -> None:
+    m = base()
+    m["spec"]["workers"]["gar"] = {"name": "median", "preAggregation": [{"name": "nnm"}, {"name": "bucketing",
+                                                                                      "params": {"s": 1}}]}
+    job = validate_manifest(m)
+    gar = job.spec.workers.gar
+    assert [s.name for s in gar.pre] == ["nnm", "bucketing"] and gar.pre[1].params == {"s": 1}
+    assert gar.label == "nnm -> bucketing(s=1) -> median"
+    assert job.spec.to_dict()["workers"]["gar"]["preAggregation"][0] == {"name": "nnm"}
 
 
 def test_averaging_is_allowed_with_a_warning() -> None:

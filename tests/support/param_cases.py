@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from garfield.aggregators.catalog import RULES
+from garfield.aggregators.preaggregation import STAGES
 from garfield.attacks.catalog import BY_SIDE
 from garfield.params import SEED_MAX, SEED_MIN, Param
 
@@ -20,7 +21,7 @@ NAN, INF = float("nan"), float("inf")
 
 @dataclass(frozen=True)
 class Case:
-    """`kind`: "rule", "worker" or "server"; `bad`: refused values (out of range, wrong type);
+    """`kind`: "rule", "stage" (pre-aggregation), "worker" or "server"; `bad`: refused values (out of range, wrong type);
     `good`: accepted values, the edges of the range among them."""
 
     kind: str
@@ -48,6 +49,10 @@ CASES: tuple[Case, ...] = (
     Case("rule", "aksel", "mode", ("x", "MID", 1, None), ("mid", "n-f")),
     Case("rule", "condense", "p", (0, -0.1, 1.01, True, NAN), (1, 1e-9, 0.5)),
     Case("rule", "condense", "seed", _SEED_BAD, _SEED_GOOD),
+    # pre-aggregation stages
+    Case("stage", "bucketing", "s", (0, -1, 1.5, True, None), (1, 3)),
+    Case("stage", "bucketing", "seed", (1.5, True, "1", -1, SEED_MAX + 1), (None, 0, SEED_MAX)),
+    Case("stage", "clipping", "threshold", _POSITIVE_BAD, (1e-9, 5)),
     # worker attacks
     Case("worker", "random", "scale", _POSITIVE_BAD, (1e-9, 3)),
     Case("worker", "random", "seed", _SEED_BAD, _SEED_GOOD),
@@ -58,6 +63,12 @@ CASES: tuple[Case, ...] = (
     Case("worker", "drop", "seed", _SEED_BAD, _SEED_GOOD),
     Case("worker", "little", "z", ("x", True, NAN, INF), (None, 0, -1.5)),
     Case("worker", "empire", "epsilon", _POSITIVE_BAD, (1e-9, 2)),
+    *(c for name in ("optimal-little", "optimal-empire") for c in (
+        Case("worker", name, "evals", (0, -1, 1.5, True, 1001), (1, 1000)),
+        Case("worker", name, "start", ("x", True, NAN, INF, None), (-3, 0, 2.5)),
+        Case("worker", name, "delta", _POSITIVE_BAD, (1e-9, 100)),
+        Case("worker", name, "ratio", (0.5, 1, 1.2, 0.4, True, NAN), (0.51, 0.99)),
+    )),
     Case("worker", "labelflip", "num_classes", (1, 0, 2.0, True), (2, 10)),
     Case("worker", "mimic", "target", (-1, 0.5, True, None), (0, 7)),
     Case("worker", "nan", "value", ("zero", "NaN", NAN, None), ("nan", "inf", "-inf")),
@@ -79,6 +90,7 @@ SIZE_CASES: dict[tuple[str, str], list[tuple[int, int, int]]] = {
 def declared() -> dict[tuple[str, str, str], Param]:
     """Every parameter the registries declare, by (kind, name, param)."""
     out = {("rule", r.name, p.name): p for r in RULES.values() for p in r.params}
+    out.update({("stage", s.name, p.name): p for s in STAGES.values() for p in s.params})
     for kind, table in BY_SIDE.items():
         out.update({(kind, a.name, p.name): p for a in table.values() for p in a.params})
     return out

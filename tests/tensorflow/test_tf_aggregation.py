@@ -70,3 +70,19 @@ def test_float64_models_aggregate_in_float64(make_spec: Any, tf: Any) -> None:
     result = adapter.aggregate("median", adapter.stack([adapter.from_numpy(r) for r in rows]), 2)
     assert result.dtype == tf.float64
     assert np.array_equal(result.numpy(), np.median(rows, axis=0))
+
+
+@pytest.mark.parametrize("stage", [{"name": "nnm"}, {"name": "arc"}, {"name": "clipping", "params": {"threshold": 0.5}},
+                                   {"name": "bucketing", "params": {"s": 2, "seed": 4}}], ids=lambda s: s["name"])
+def test_pre_aggregation_on_tf_tensors_matches_torch(adapter: TensorFlowAdapter, tf: Any, stage: dict[str, Any]) -> None:
+    from garfield.aggregators.preaggregation import Stage
+
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(N_VECTORS, adapter.num_params)).astype(np.float32)
+    rows[-2:] *= -50.0
+    chain = [Stage(stage["name"], stage.get("params", {}))]
+    result = adapter.aggregate("median", adapter.stack([adapter.from_numpy(r) for r in rows]), 2, pre=chain)
+    assert isinstance(result, tf.Tensor) and result.dtype == tf.float32
+    assert result.device.endswith(adapter.device.lstrip("/")), (result.device, adapter.device)
+    expected = aggregate("median", torch.from_numpy(rows.copy()), 2, pre=chain).numpy()
+    np.testing.assert_allclose(result.numpy(), expected, rtol=1e-6, atol=1e-6)

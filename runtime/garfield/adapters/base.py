@@ -9,11 +9,12 @@ there is one) so aggregation runs there too. Bytes appear only at the wire bound
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:  # annotations only: the plugin registry imports this module, and must stay free of NumPy
     import numpy as np
 
+from garfield.aggregators.preaggregation import Stage
 from garfield.attacks.types import LabelTransform
 
 Tensor = Any  # torch.Tensor or tf.Tensor, 1-D, on `device`
@@ -68,8 +69,9 @@ class FrameworkAdapter(ABC):
         """(n, d) matrix of n flat vectors, on the device."""
 
     @abstractmethod
-    def aggregate(self, rule: str, stacked: Tensor, f: int, **params: Any) -> Tensor:
-        """Apply aggregation rule `rule` to the rows of `stacked`, on the device."""
+    def aggregate(self, rule: str, stacked: Tensor, f: int, pre: Sequence[Stage] = (), **params: Any) -> Tensor:
+        """Apply aggregation rule `rule` (after the pre-aggregation stages `pre`) to the rows of
+        `stacked`, on the device."""
 
     def momentum(self, buffer: Tensor | None, gradient: Tensor, beta: float) -> Tensor:
         """Worker momentum ``beta * buffer + gradient`` as a tensor the caller owns (a copy of

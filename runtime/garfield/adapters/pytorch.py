@@ -10,13 +10,14 @@ is CUDA when available (aggregation then runs there too); the wire sees host arr
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 from garfield.adapters.base import FrameworkAdapter
+from garfield.aggregators.preaggregation import Stage
 from garfield.spec.kinds import Role
 from garfield.task import Task
 
@@ -279,10 +280,10 @@ class TorchAdapter(FrameworkAdapter):
     def stack(self, vectors: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(vectors)
 
-    def aggregate(self, rule: str, stacked: torch.Tensor, f: int, **params: Any) -> torch.Tensor:
+    def aggregate(self, rule: str, stacked: torch.Tensor, f: int, pre: Sequence[Stage] = (), **params: Any) -> torch.Tensor:
         from garfield.aggregators import aggregate
 
-        result: torch.Tensor = aggregate(rule, stacked, f, **params)
+        result: torch.Tensor = aggregate(rule, stacked, f, pre=pre, **params)
         return result
 
     def to_numpy(self, flat: torch.Tensor) -> np.ndarray:

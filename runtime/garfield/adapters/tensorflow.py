@@ -30,7 +30,7 @@ import os
 import re
 import sys
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from garfield.adapters.base import FrameworkAdapter
 from garfield.adapters.cpus import usable_cpus
 from garfield.adapters.tensorflow_data import Batches, TensorFlowTaskError, prepare_test, train_batches
 from garfield.adapters.tensorflow_traced import Steps
+from garfield.aggregators.preaggregation import Stage
 from garfield.task import Task
 
 _tf: Any = None  # the tensorflow module, once imported
@@ -341,11 +342,11 @@ class TensorFlowAdapter(FrameworkAdapter):
         with self._tf.device(self.device):
             return self._tf.stack([self._vector(v) for v in vectors])
 
-    def aggregate(self, rule: str, stacked: Any, f: int, **params: Any) -> Any:
+    def aggregate(self, rule: str, stacked: Any, f: int, pre: Sequence[Stage] = (), **params: Any) -> Any:
         from garfield.aggregators import aggregate
 
         with self._tf.device(self.device):
-            return aggregate(rule, stacked, f, **params)
+            return aggregate(rule, stacked, f, pre=pre, **params)
 
     def to_numpy(self, flat: Any) -> np.ndarray:
         return flat.numpy() if hasattr(flat, "numpy") else np.asarray(flat)

@@ -14,7 +14,7 @@ the rule rerun without them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ import torch
 from garfield.aggregators import _backend as be
 from garfield.aggregators._bridge import as_matrix
 from garfield.aggregators.catalog import rule_spec
+from garfield.aggregators.preaggregation import Stage, check_chain, describe
 from garfield.aggregators.rules import IMPLEMENTATIONS, Batch
 
 
@@ -54,7 +55,34 @@ def _refuse(name: str, n: int, f: int, bad: np.ndarray) -> None:
         )
 
 
-def aggregate(name: str, gradients: Any, f: int, *, out: Any = None, info: dict[str, Any] | None = None, **params: Any) -> Any:
+def _pre_aggregate(name: str, X: torch.Tensor, f: Any, pre: Sequence[Stage | Mapping[str, Any]],
+                   info: dict[str, Any] | None) -> tuple[torch.Tensor, int]:
+    """The pre-aggregation chain in front of rule `name`: rows holding NaN/inf are removed first
+    (counted against f, as the rules' own policy does: the stages mix rows, so one such row would
+    spoil all of them), then the stages run. Returns the rule's input and its f."""
+    if not isinstance(f, (int, np.integer)) or isinstance(f, bool) or f < 0:
+        raise ValueError(f"{name}: f must be a non-negative integer, got {f!r}")
+    f = int(f)
+    n = X.shape[0]
+    finite = torch.isfinite(X).all(dim=1).cpu().numpy()
+    bad = np.flatnonzero(~finite)
+    _refuse(name, n, f, bad)
+    if len(bad):
+        X = X[torch.from_numpy(np.flatnonzero(finite)).to(X.device)]
+        f -= len(bad)
+    chain = check_chain(pre, X.shape[0], f)
+    if chain.errors:
+        raise ValueError(f"{name}'s pre-aggregation: " + "; ".join(chain.errors))
+    from garfield.aggregators._preaggregate import run_chain
+
+    if info is not None:
+        info["pre_dropped"] = [int(i) for i in bad]
+        info["pre_aggregation"] = describe(chain.stages)
+    return run_chain(X, f, chain.stages), chain.f
+
+
+def aggregate(name: str, gradients: Any, f: int, *, out: Any = None, info: dict[str, Any] | None = None,
+              pre: Sequence[Stage | Mapping[str, Any]] = (), **params: Any) -> Any:
     """Aggregate the rows of `gradients` with rule `name` tolerating `f` Byzantine rows.
 
     gradients: an (n, d) tensor or a list of n 1-D tensors, torch or TensorFlow (or numpy).
@@ -63,11 +91,21 @@ def aggregate(name: str, gradients: Any, f: int, *, out: Any = None, info: dict[
     `info`: optional dict the rule fills with diagnostics (selected rows, iterations...).
     Raises ValueError for an unknown rule or parameter, a parameter value out of its catalog
     bounds (the same check as `garfield validate`), a violated resilience condition, or more
-    than f non-finite rows.
+    than f non-finite rows. `pre`: pre-aggregation stages run first, in order
+    (`garfield.aggregators.preaggregation`), each a `Stage` or a {name, params} mapping; the
+    rule then aggregates what they hand on, with the f they hand on.
     """
     X, back = as_matrix(gradients)
+    if pre:
+        rule_spec(name)  # an unknown rule fails before any stage runs
+        X, f = _pre_aggregate(name, X, f, pre, info)
     n, d = X.shape
-    params = _check(name, n, f, params)
+    try:
+        params = _check(name, n, f, params)
+    except ValueError as exc:
+        if pre:
+            raise ValueError(f"{exc} (the vectors its pre-aggregation hands on)") from None
+        raise
     f = int(f)
     rule = IMPLEMENTATIONS[name]
     if out is None:

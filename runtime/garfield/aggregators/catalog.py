@@ -8,8 +8,9 @@ the same names and must take exactly these parameters; an import-time check enfo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from garfield.params import Param, SizeLimit, check_params, check_sizes, positive, seed
 
@@ -44,14 +45,32 @@ class RuleSpec:
     summary: str
     params: tuple[Param, ...] = ()
     robust: bool = True
+    # A bound on the work (n, f) make, beyond the resilience condition: the message when too large.
+    size_check: Callable[[int, int], str | None] | None = None
 
     def check(self, given: Mapping[str, Any] | None, path: str = "") -> tuple[dict[str, Any], list[str]]:
         """`check_params` against this rule's parameters (see `garfield.params`)."""
         return check_params(self.name, given, self.params, path)
 
     def check_sizes(self, values: Mapping[str, Any], n: int, f: int, context: str, path: str = "") -> list[str]:
-        """The bounds that need n and f (multi-krum's m <= n-f), on checked `values`."""
-        return check_sizes(self.name, values, self.params, n, f, context, path)
+        """The bounds that need n and f (multi-krum's m <= n-f, smea's subset count), on checked `values`."""
+        errors = check_sizes(self.name, values, self.params, n, f, context, path)
+        problem = self.size_check(n, f) if self.size_check is not None else None
+        if problem:
+            where = path.removesuffix(".params")  # about the rule on these sizes, not a parameter
+            errors.append(f"{where + ': ' if where else ''}{self.name} {problem} ({context})")
+        return errors
+
+
+# SMEA's exact search looks at every subset of n-f of the n inputs.
+MAX_SUBSETS = 50_000
+
+
+def _subset_count(n: int, f: int) -> str | None:
+    count = math.comb(n, f)
+    if count > MAX_SUBSETS:
+        return f"searches all C(n, f) = {count:,} subsets, more than {MAX_SUBSETS:,}: use fewer replies or a smaller f"
+    return None
 
 
 _TWO_F_PLUS_ONE = Condition(2, 1)
@@ -85,6 +104,12 @@ _SPECS: tuple[RuleSpec, ...] = (
         (Param("mode", "choice", "mid", "how many inputs are averaged: ceil(n/2) for mid, n-f for n-f",
                choices=("mid", "n-f")),),
     ),
+    RuleSpec("monna", _TWO_F_PLUS_ONE, "the mean of the n-f inputs nearest the first (the node's own vector)"),
+    RuleSpec("smea", _TWO_F_PLUS_ONE, "the mean of the n-f inputs whose covariance has the smallest largest eigenvalue "
+                                      "(an exact search: at most 50,000 subsets C(q, f))",
+             size_check=_subset_count),
+    RuleSpec("caf", _TWO_F_PLUS_ONE, "covariance-bound agnostic filter: weights shrunk along the top eigenvector "
+                                     "until n-2f remain, the weighted mean of least spread"),
     RuleSpec(
         "condense", _TWO_F_PLUS_ONE, "per coordinate, the median with probability p, else the node's own value",
         # p = 0 would ignore every other input: the rule refuses it.

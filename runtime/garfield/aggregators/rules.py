@@ -30,6 +30,17 @@ them; ties are broken toward the lowest row index unless stated):
   ||x_i - v||) (Karimireddy et al. 2021).
 - aksel: the mean of the c inputs closest (squared distance) to the coordinate-wise median,
   c = ceil(n/2) in mode "mid", n-f in mode "n-f" (Boussetta et al. 2020; Garfield's `aksel`).
+- monna: the mean of the n-f inputs nearest the first one (Allouah et al. 2023, "Fixing by
+  mixing"; the first input is the aggregating node's own vector, as for condense), itself included.
+- smea: smallest maximum eigenvalue averaging (Allouah et al. 2023, "On the privacy-robustness-
+  utility trilemma"): the mean of the (n-f)-subset whose empirical covariance has the smallest
+  largest eigenvalue; exact (every subset, the eigenvalue from the subset's centred Gram matrix,
+  which has the covariance's nonzero spectrum); ties go to the lexicographically smallest subset.
+- caf: covariance-bound agnostic filter (Allouah, Guerraoui and Stephan 2025): weights c_i = 1;
+  while sum c > n-2f: weighted mean mu and covariance, its top eigenvector v, tau_i = ((x_i -
+  mu).v)^2, c_i <- c_i (1 - tau_i / max tau over the inputs still weighted); the result is the
+  weighted mean whose covariance had the smallest top eigenvalue. Exact eigenpairs (from the
+  weighted centred Gram matrix), where byzfl takes one power step from a random vector.
 - condense: per coordinate, with probability p the coordinate-wise median, otherwise the value of
   the first input (Garfield's `condense`: the first input is the aggregating node's own vector,
   so this rule is deliberately not permutation invariant).
@@ -38,6 +49,7 @@ them; ties are broken toward the lowest row index unless stated):
 from __future__ import annotations
 
 import inspect
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -245,6 +257,84 @@ def aksel(b: Batch, mode: str) -> torch.Tensor:
     return b.mean_of(chosen)
 
 
+def monna(b: Batch) -> torch.Tensor:
+    """Mean of the n-f inputs nearest the first one (the node's own vector), itself included;
+    equal distances go to the lower index."""
+    D = b.distances()
+    order = np.lexsort((np.arange(b.n), D[0]))
+    chosen = order[: b.n - b.f]
+    b.info["selected"] = sorted(int(b.rows[i]) for i in chosen)
+    return b.mean_of(chosen)
+
+
+def _centred(G: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """K_ij = (x_i - mu).(x_j - mu) for mu the `weights`-weighted mean, from the Gram matrix."""
+    total = weights.sum()
+    m = G @ weights / total
+    s = float(weights @ G @ weights) / total**2
+    K: np.ndarray = G - m[:, None] - m[None, :] + s
+    return K
+
+
+# Subsets whose centred Gram matrices are stacked for one batched eigvalsh call.
+_SUBSET_BATCH = 4096
+
+
+def smea(b: Batch) -> torch.Tensor:
+    """Mean of the (n-f)-subset of smallest top covariance eigenvalue (exact; lexicographically
+    smallest subset on ties)."""
+    k = b.n - b.f
+    if k == b.n:
+        return average(b)
+    G = b.gram
+    assert G is not None
+    best, best_value = None, np.inf
+    combos = itertools.combinations(range(b.n), k)
+    while True:
+        chunk = np.array(list(itertools.islice(combos, _SUBSET_BATCH)), dtype=np.int64)
+        if len(chunk) == 0:
+            break
+        S = G[chunk[:, :, None], chunk[:, None, :]]  # (m, k, k)
+        S = S - S.mean(axis=1, keepdims=True) - S.mean(axis=2, keepdims=True) + S.mean(axis=(1, 2), keepdims=True)
+        top = np.linalg.eigvalsh(S)[:, -1] / k
+        i = int(np.argmin(top))  # first minimum: the lexicographically smallest subset
+        if top[i] < best_value:
+            best, best_value = chunk[i], float(top[i])
+    assert best is not None
+    b.info["selected"] = [int(b.rows[i]) for i in best]
+    b.info["eigenvalue"] = best_value
+    return b.mean_of(best)
+
+
+def caf(b: Batch) -> torch.Tensor:
+    """Covariance-bound agnostic filter: shrink weights along the top eigenvector of the weighted
+    covariance until they sum to n-2f; the weighted mean of smallest top eigenvalue seen."""
+    G = b.gram
+    assert G is not None
+    n, f = b.n, b.f
+    c = np.ones(n)
+    best, best_value = c.copy(), np.inf
+    rounds = 0
+    while c.sum() > n - 2 * f + 1e-9 and rounds <= n:
+        rounds += 1
+        total = c.sum()
+        K = _centred(G, c)
+        w = np.sqrt(c)
+        values, vectors = np.linalg.eigh(w[:, None] * K * w[None, :] / total)
+        top = float(values[-1])
+        if top < best_value:
+            best, best_value = c.copy(), top
+        if top <= 0:
+            break  # no spread left: the weighted mean is as good as it gets
+        tau = (K @ (w * vectors[:, -1])) ** 2  # ((x_i - mu).v)^2, up to v's scale
+        tau_max = float(tau[c > 0].max())
+        if tau_max <= 0:
+            break
+        c = np.clip(c * (1.0 - tau / tau_max), 0.0, None)
+    b.info.update(rounds=rounds, eigenvalue=best_value, weights=[float(x) for x in best])
+    return be.weighted_sum(b.X, b.rows, best / best.sum(), b.out)
+
+
 IMPLEMENTATIONS: dict[str, Rule] = {
     r.name: r
     for r in (
@@ -262,6 +352,9 @@ IMPLEMENTATIONS: dict[str, Rule] = {
         # One clipping step from v = 0 needs only the norms ||x_i||.
         Rule("centered-clipping", centered_clipping, lambda p: "norms" if p["iterations"] == 1 else "gram"),
         Rule("aksel", aksel),
+        Rule("monna", monna, _gram),
+        Rule("smea", smea, _gram),
+        Rule("caf", caf, _gram),
     )
 }
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from garfield.attacks.catalog import SERVER_ATTACKS, WORKER_ATTACKS, AttackEntry, attack_entry
-from garfield.attacks.types import LabelTransform, ServerAttack, WorkerAttack
+from garfield.attacks.types import Defence, LabelTransform, ServerAttack, WorkerAttack
 
 __all__ = [
     "make_worker_attack",
     "make_server_attack",
     "attack_entry",
     "AttackEntry",
+    "Defence",
     "LabelTransform",
     "ServerAttack",
     "WorkerAttack",
@@ -26,11 +27,12 @@ __all__ = [
 ]
 
 
-def make_worker_attack(name: str, params: dict[str, Any] | None = None) -> WorkerAttack:
-    """The worker attack `name` (an implementation of `garfield.attacks.worker`)."""
+def make_worker_attack(name: str, params: dict[str, Any] | None = None, defence: Defence | None = None) -> WorkerAttack:
+    """The worker attack `name` (an implementation of `garfield.attacks.worker`); `defence` is the
+    rule the attacked quorum uses, which the adaptive attacks aim at."""
     from garfield.attacks.worker import make_worker_attack as make
 
-    return make(name, params)
+    return make(name, params, defence)
 
 
 def make_server_attack(name: str, params: dict[str, Any] | None = None) -> ServerAttack:

@@ -45,6 +45,16 @@ def _table(*specs: AttackEntry) -> dict[str, AttackEntry]:
     return table
 
 
+# The adaptive attacks' line search (as in byzfl's Optimal_* attacks): from `start`, steps of
+# `delta` doubling while the harm grows, then shrinking by `ratio`, `evals` evaluations in all.
+_LINE_SEARCH = (
+    Param("evals", "integer", 20, "evaluations of the rule per round (the search's budget)", minimum=1, maximum=1000),
+    Param("start", "number", 0.0, "first scale tried"),
+    positive("delta", 10.0, "first step of the search"),
+    Param("ratio", "number", 0.8, "factor shrinking the step once the harm stops growing", minimum=0.5,
+          exclusive_minimum=True, maximum=1, exclusive_maximum=True),
+)
+
 # Worker attacks act on the gradient (or momentum) a worker sends, except label-flip (data level)
 # and crash (the node stops answering).
 WORKER_ATTACKS: dict[str, AttackEntry] = _table(
@@ -61,6 +71,12 @@ WORKER_ATTACKS: dict[str, AttackEntry] = _table(
                (Param("z", "number", None, "standard deviations off the mean; null: z_max from n and f"),)),
     AttackEntry("empire", "Fall of Empires (Xie et al. 2020): -epsilon x the mean of the honest vectors",
                (positive("epsilon", 0.1, "factor applied to the negated honest mean"),)),
+    AttackEntry("optimal-little", "A Little Is Enough with the z that moves the job's own rule (with its pre-aggregation) "
+                                  "farthest from the honest mean, found by a line search on each round",
+               _LINE_SEARCH),
+    AttackEntry("optimal-empire", "Fall of Empires with the epsilon that moves the job's own rule farthest from the "
+                                  "honest mean, found by a line search on each round",
+               _LINE_SEARCH),
     AttackEntry("labelflip", "trains on targets y -> num_classes - 1 - y and sends that gradient",
                (Param("num_classes", "integer", 10, "number of classes of the task's targets", minimum=2),)),
     AttackEntry("mimic", "sends one honest worker's vector (Karimireddy et al. 2022)",

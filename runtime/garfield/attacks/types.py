@@ -12,7 +12,19 @@ protocols; a test-made attack may too, without inheriting from them.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Defence:
+    """The rule the attacked quorum is aggregated with, as an adaptive attack is told it (an
+    omniscient adversary knows the job's spec): its name, parameters and pre-aggregation stages
+    (`garfield.aggregators.preaggregation.Stage` or {name, params} mappings)."""
+
+    rule: str = "average"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    pre: Sequence[Any] = ()
 
 
 @runtime_checkable
@@ -56,4 +68,4 @@ class ServerAttack(Protocol):
         ...
 
 
-__all__ = ["LabelTransform", "ServerAttack", "WorkerAttack"]
+__all__ = ["Defence", "LabelTransform", "ServerAttack", "WorkerAttack"]

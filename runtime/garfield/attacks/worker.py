@@ -16,7 +16,7 @@ import torch
 
 from garfield.attacks._common import FILL_VALUES, Rng, build, implementations, peers_matrix, to_torch
 from garfield.attacks.catalog import AttackSide
-from garfield.attacks.types import LabelTransform
+from garfield.attacks.types import Defence, LabelTransform
 
 
 class TorchWorkerAttack:
@@ -146,6 +146,80 @@ class Empire(TorchWorkerAttack):
         return P.mean(0).mul_(-self.epsilon).to(g.dtype)
 
 
+class _LineSearch(TorchWorkerAttack):
+    """An omniscient attack that, each round, picks the scale of its vector that moves the job's own
+    rule (`defence`, with its pre-aggregation) farthest from the honest mean, as byzfl's
+    Optimal_* attacks do: the harm of a scale is the distance between the rule's result on a
+    simulated quorum (n - 2f of the round's honest vectors and f copies of the attack vector, the
+    shape of the quorum a node aggregates when every attacker is in it) and the honest mean. The
+    search starts at `start`, steps by `delta` doubling while the harm grows, then shrinks the
+    step by `ratio`, within `evals` evaluations. `defence` is set by `make_worker_attack`."""
+
+    omniscient = True
+    defence = Defence()
+
+    def __init__(self, evals: int, start: float, delta: float, ratio: float) -> None:
+        self.evals, self.start, self.delta, self.ratio = evals, start, delta, ratio
+        self.last_scale: float | None = None  # the scale the last round chose (tests, diagnostics)
+
+    def vector(self, mean: torch.Tensor, std: torch.Tensor, scale: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _corrupt(self, g: torch.Tensor, peers: torch.Tensor | None, n: int, f: int, step: int) -> torch.Tensor | None:
+        from garfield.aggregators import aggregate
+
+        P = self._need_peers(g, peers)
+        mean = P.mean(0)
+        std = P.std(0, unbiased=False) if P.shape[0] > 1 else torch.zeros_like(mean)
+        f = max(f, 1)
+        honest = P[: max(n - 2 * f, 1)]
+        d = self.defence
+
+        def harm(scale: float) -> float:
+            X = torch.cat([honest, self.vector(mean, std, scale).expand(f, -1)])
+            result = aggregate(d.rule, X, f, pre=d.pre, **d.params)
+            return float(torch.linalg.vector_norm((result - mean).double()))
+
+        best, best_harm = self.start, harm(self.start)
+        step_size, left = self.delta, self.evals - 1
+        while left > 0:  # expansion: double the step while it helps
+            left -= 1
+            candidate = best + step_size
+            value = harm(candidate)
+            if value > best_harm:
+                best, best_harm, step_size = candidate, value, step_size * 2
+            else:
+                step_size *= self.ratio
+                break
+        while left > 0:  # contraction
+            left -= 1
+            candidate = best + step_size
+            value = harm(candidate)
+            if value > best_harm:
+                best, best_harm = candidate, value
+            step_size *= self.ratio
+        self.last_scale = best
+        return self.vector(mean, std, best).to(g.dtype)
+
+
+class OptimalLittle(_LineSearch):
+    """A Little Is Enough (mean + z x std of the honest vectors) with z chosen by the line search."""
+
+    name = "optimal-little"
+
+    def vector(self, mean: torch.Tensor, std: torch.Tensor, scale: float) -> torch.Tensor:
+        return mean + std * scale
+
+
+class OptimalEmpire(_LineSearch):
+    """Fall of Empires (-epsilon x the honest mean) with epsilon chosen by the line search."""
+
+    name = "optimal-empire"
+
+    def vector(self, mean: torch.Tensor, std: torch.Tensor, scale: float) -> torch.Tensor:
+        return mean * -scale
+
+
 def _flip_labels(num_classes: int) -> LabelTransform:
     def transform(y: Any) -> Any:
         """y -> num_classes - 1 - y, on torch or TensorFlow integer targets."""
@@ -216,11 +290,15 @@ class Crash(TorchWorkerAttack):
 
 
 _CLASSES: dict[str, type[TorchWorkerAttack]] = implementations(
-    AttackSide.WORKER, (Random, Gaussian, SignFlip, Drop, Little, Empire, LabelFlip, Mimic, NonFinite, Crash))
+    AttackSide.WORKER, (Random, Gaussian, SignFlip, Drop, Little, Empire, OptimalLittle, OptimalEmpire, LabelFlip, Mimic,
+                        NonFinite, Crash))
 
 
-def make_worker_attack(name: str, params: dict[str, Any] | None = None) -> TorchWorkerAttack:
+def make_worker_attack(name: str, params: dict[str, Any] | None = None, defence: Defence | None = None) -> TorchWorkerAttack:
     """The worker attack `name` with `params` over its catalog defaults; ValueError on an unknown
-    name or parameter and on an out-of-range value (the catalog's check, as in `garfield validate`)."""
+    name or parameter and on an out-of-range value (the catalog's check, as in `garfield validate`).
+    `defence`: the rule the attacked quorum uses, which the adaptive attacks aim at (else average)."""
     attack: TorchWorkerAttack = build(AttackSide.WORKER, _CLASSES, name, params)
+    if isinstance(attack, _LineSearch) and defence is not None:
+        attack.defence = defence
     return attack

@@ -25,7 +25,7 @@ from garfield.proto import GRADIENT, KIND_NAMES, MODEL, PROPOSAL, TensorRequest
 from garfield.protocol.board import Board
 from garfield.protocol.quorum import CallPolicy, PeerOrder, adopted_step, gather
 from garfield.spec.kinds import Role
-from garfield.spec.model import JobSpec
+from garfield.spec.model import GarSpec, JobSpec
 from garfield.transport.client import Peer, tensor_request
 from garfield.transport.server import RequestRejected, start_server, stop_server
 from garfield.wire.codec import Expect, Received, Rejected, dtype_name, encode
@@ -263,12 +263,13 @@ class ProtocolNode:
                                     attacked=bool(reached & self.attackers))
         return contributions[:q]
 
-    def aggregate(self, rule: str, params: dict[str, Any], f: int, contributions: Sequence[Contribution]) -> Tensor:
-        """The rule applied to the contributions' tensors, on the device (one input: itself)."""
+    def aggregate(self, gar: GarSpec, f: int, contributions: Sequence[Contribution]) -> Tensor:
+        """The role's pre-aggregation and rule applied to the contributions' tensors, on the device
+        (one input: itself)."""
         if len(contributions) == 1:
             return contributions[0].tensor
         stacked = self.adapter.stack([c.tensor for c in contributions])
-        return self.adapter.aggregate(rule, stacked, f, **params)
+        return self.adapter.aggregate(gar.name, stacked, f, pre=gar.pre, **gar.params)
 
     @staticmethod
     def next_step(contributions: Sequence[Contribution], f: int) -> int:

@@ -57,7 +57,7 @@ class PeerNode(ProtocolNode):
             grads = await self.collect(self.worker_peers, q, GRADIENT, step, local=local)
             timer.lap("communication")
             await self.source.settle()  # the attacker's preparation read the parameters about to change
-            update = self.aggregate(gar.name, gar.params, f, grads)
+            update = self.aggregate(gar, f, grads)
             timer.lap("aggregation")
             self.adapter.apply_gradient(update)
             step += 1
@@ -66,7 +66,7 @@ class PeerNode(ProtocolNode):
             timer.lap("computation")
             models = await self.collect(self.worker_peers, q, PROPOSAL, step, local=[own])
             timer.lap("communication")
-            self.adapter.set_params(self.aggregate(gar.name, gar.params, f, models))
+            self.adapter.set_params(self.aggregate(gar, f, models))
             timer.lap("aggregation")
             caught_up = self.next_step(models, f)
             if caught_up > step:

@@ -52,7 +52,7 @@ class ServerNode(ProtocolNode):
             timer = self.Timer()
             grads = await self.collect(self.worker_peers, workers.quorum, GRADIENT, step)
             timer.lap("communication")
-            update = self.aggregate(workers.gar.name, workers.gar.params, workers.byzantine, grads)
+            update = self.aggregate(workers.gar, workers.byzantine, grads)
             timer.lap("aggregation")
             self.adapter.apply_gradient(update)
             step += 1
@@ -64,7 +64,7 @@ class ServerNode(ProtocolNode):
                 timer.lap("computation")
                 models = await self.collect(self.server_peers, servers.quorum, PROPOSAL, step, local=[own])
                 timer.lap("communication")
-                self.adapter.set_params(self.aggregate(servers.gar.name, servers.gar.params, servers.byzantine, models))
+                self.adapter.set_params(self.aggregate(servers.gar, servers.byzantine, models))
                 timer.lap("aggregation")
                 caught_up = self.next_step(models, servers.byzantine)
                 if caught_up > step:

@@ -45,7 +45,7 @@ class WorkerNode(ProtocolNode):
             await self.source.settle()
             if step >= self.total_steps:
                 return
-            self.adapter.set_params(self.aggregate(servers.gar.name, servers.gar.params, servers.byzantine, models))
+            self.adapter.set_params(self.aggregate(servers.gar, servers.byzantine, models))
             timer.lap("aggregation")
             vector, loss = self.source.compute(step)
             self.state.set_loss(loss)

@@ -10,14 +10,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from garfield.aggregators.preaggregation import Stage, describe
 from garfield.attacks.catalog import WITHHOLDING
 from garfield.spec.kinds import Role, Topology
 
 
 @dataclass(frozen=True)
 class GarSpec:
+    """A role's rule, its parameters and the pre-aggregation stages run before it (as the manifest
+    gives them; `aggregate()` and validation fill in the defaults)."""
+
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    pre: tuple[Stage, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """'nnm -> median': the chain and the rule, as summaries name them."""
+        return f"{describe(self.pre)} -> {self.name}" if self.pre else self.name
 
 
 def gpu_count(resources: dict[str, dict[str, Any]]) -> int:
@@ -158,7 +168,8 @@ def _role(d: dict[str, Any]) -> RoleSpec:
     return RoleSpec(
         replicas=d["replicas"],
         byzantine=d.get("byzantine", 0),
-        gar=GarSpec(gar.get("name", "median"), dict(gar.get("params", {}))),
+        gar=GarSpec(gar.get("name", "median"), dict(gar.get("params", {})),
+                    tuple(Stage(s["name"], dict(s.get("params") or {})) for s in gar.get("preAggregation", []))),
         template=_template(d.get("template", {})),
     )
 

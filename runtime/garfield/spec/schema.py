@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from garfield.aggregators.catalog import RULES as GAR_RULES
+from garfield.aggregators.preaggregation import STAGES as PRE_STAGES
 from garfield.attacks.catalog import SERVER_ATTACKS, WORKER_ATTACKS
 
 GROUP = "garfield.dev"
@@ -88,6 +89,23 @@ def _gar(default_name: str) -> Schema:
             ),
             "params": _free(
                 "Rule parameters with the rule's defaults (for example m for multi-krum, tolerance for geometric-median)."),
+            "preAggregation": {
+                "type": "array",
+                "description": "Pre-aggregation stages applied in order to the replies before the rule (for example "
+                               "[{name: nnm}] or [{name: bucketing, params: {s: 2}}]). Each stage has its own condition "
+                               "on the vectors it gets; bucketing hands on ceil(n/s) vectors, which the rule's condition "
+                               "must then hold on.",
+                "maxItems": 8,
+                "items": _obj(
+                    "One pre-aggregation stage.",
+                    {
+                        "name": _str("Stage name: nnm (nearest-neighbour mixing), bucketing, clipping (static) or arc "
+                                     "(adaptive robust clipping).", enum=sorted(PRE_STAGES)),
+                        "params": _free("Stage parameters (s and seed for bucketing, threshold for clipping)."),
+                    },
+                    required=["name"],
+                ),
+            },
         },
     )
 

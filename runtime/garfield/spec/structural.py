@@ -61,6 +61,9 @@ def check(value: Any, schema: Schema, path: str, errors: list[str]) -> Any:
         errors.append(f"{path}: {_describe(value)} is above the maximum {schema['maximum']}")
     if "pattern" in schema and isinstance(value, str) and not re.fullmatch(schema["pattern"], value):
         errors.append(f"{path}: {_describe(value)} does not match {schema['pattern']}")
+    if expected == "array" and "maxItems" in schema and len(value) > schema["maxItems"]:
+        errors.append(f"{path}: {len(value)} items, more than the maximum {schema['maxItems']}")
+        return value
     if expected == "array" and "items" in schema:
         return [check(item, schema["items"], f"{path}[{i}]", errors) for i, item in enumerate(value)]
     if expected == "object":

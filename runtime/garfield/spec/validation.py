@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from garfield.aggregators.catalog import RULES
+from garfield.aggregators.preaggregation import check_chain, describe
 from garfield.attacks.catalog import BY_SIDE, AttackSide
 from garfield.spec import schema
 from garfield.spec.contract import REPLICA_CONTRACT
@@ -62,17 +63,25 @@ def _role_rules(path: str, role: RoleSpec, what: Role, errors: list[str], warnin
         return  # the structural check already reported the unknown name
     rule = RULES[name]
     cond = rule.condition
-    if not cond.holds(q, f):
+    rows, rule_f, inputs = q, f, f"the {q} replies it aggregates"
+    if role.gar.pre:
+        chain = check_chain(role.gar.pre, q, f, f"{path}.gar.preAggregation")
+        if chain.errors:
+            errors.extend(chain.errors)
+            return
+        rows, rule_f = chain.n, chain.f
+        inputs = f"the {rows} vectors {describe(chain.stages)} makes of the {q} replies"
+    if not cond.holds(rows, rule_f):
+        least = f"at least {cond.min_n(f) + f} {what}s" if rows == q else f"more {what}s or smaller buckets"
         errors.append(
-            f"{path}: {name} needs {cond.text()} on the {q} replies it aggregates (n={n}, f={f}); "
-            f"with f={f} that takes at least {cond.min_n(f) + f} {what}s"
+            f"{path}: {name} needs {cond.text()} on {inputs} (n={n}, f={f}); with f={f} that takes {least}"
         )
     if not rule.robust and f > 0:
         warnings.append(f"{path}.gar: {name} is not Byzantine-resilient; one bad reply among f={f} can move it anywhere")
     # The same check aggregate() makes on every call, so a bad value fails here, not on the nodes.
     values, problems = rule.check(role.gar.params, f"{path}.gar.params")
     if not problems:
-        problems = rule.check_sizes(values, q, f, f"on the {q} replies it aggregates, f={f}", f"{path}.gar.params")
+        problems = rule.check_sizes(values, rows, rule_f, f"on {inputs}, f={rule_f}", f"{path}.gar.params")
     errors.extend(problems)
 
 

@@ -1,0 +1,103 @@
+"""The pre-aggregation stages on tensors (see `garfield.aggregators.preaggregation` for what each
+computes and why). Each takes the (n, d) torch matrix and f and returns a new (n', d) matrix in
+the same dtype and on the same device, so one code path serves CPU and GPU, PyTorch and (through
+the DLPack bridge) TensorFlow. Norms and distances are taken in float64 from the rows' own
+differences (no Gram-matrix cancellation), one row at a time so that no (n, n, d) temporary is
+made. Rows must be finite: `api.aggregate` removes the others (counted against f) first.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from garfield.aggregators.preaggregation import STAGES, Stage, StageSpec
+
+
+def _norms(X: torch.Tensor) -> torch.Tensor:
+    """float64 norm of each row (on the rows' device)."""
+    return torch.stack([torch.linalg.vector_norm(row, dtype=torch.float64) for row in X])
+
+
+def _clip_to(X: torch.Tensor, norms: torch.Tensor, threshold: float) -> torch.Tensor:
+    """x * min(1, threshold / ||x||), a zero vector left as it is."""
+    scale = torch.where(norms > threshold, threshold / norms.clamp_min(torch.finfo(torch.float64).tiny),
+                        torch.ones_like(norms))
+    return X * scale.to(X.dtype).unsqueeze(1)
+
+
+def nnm(X: torch.Tensor, f: int) -> torch.Tensor:
+    """Each row replaced by the mean of its n-f nearest rows (itself first, at distance 0; equal
+    distances go to the lower row)."""
+    n = X.shape[0]
+    keep = n - f
+    out = torch.empty_like(X)
+    for i in range(n):
+        distances = torch.linalg.vector_norm(X - X[i], dim=1, dtype=torch.float64)
+        distances[i] = -1.0  # itself first even among exact copies
+        nearest = torch.sort(distances, stable=True).indices[:keep]
+        out[i] = X[nearest].mean(dim=0)
+    return out
+
+
+def bucketing(X: torch.Tensor, f: int, s: int, seed: int | None) -> torch.Tensor:
+    """The rows in a random order, cut into buckets of s (the last may be smaller), each averaged.
+    The order is drawn afresh at each call (an adversary that cannot predict it cannot gather its
+    vectors in one bucket) unless `seed` fixes it."""
+    n = X.shape[0]
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(n)).to(X.device)
+    return torch.stack([X[order[i:i + s]].mean(dim=0) for i in range(0, n, s)])
+
+
+def clipping(X: torch.Tensor, f: int, threshold: float) -> torch.Tensor:
+    """Every row clipped to a norm of at most `threshold`."""
+    return _clip_to(X, _norms(X), threshold)
+
+
+def arc(X: torch.Tensor, f: int) -> torch.Tensor:
+    """Every row clipped to the norm of the (k+1)-th largest, k = floor(2 (f/n) (n-f))."""
+    n = X.shape[0]
+    k = (2 * f * (n - f)) // n
+    norms = _norms(X)
+    if k == 0:
+        return X.clone()
+    threshold = float(torch.sort(norms, descending=True).values[k])
+    return _clip_to(X, norms, threshold)
+
+
+StageFn = Callable[..., torch.Tensor]
+IMPLEMENTATIONS: dict[str, StageFn] = {"nnm": nnm, "bucketing": bucketing, "clipping": clipping, "arc": arc}
+
+
+def run_chain(X: torch.Tensor, f: int, chain: Sequence[Stage]) -> torch.Tensor:
+    """The stages of `chain` (checked, defaults filled in) applied in order; f is handed on as each
+    stage's shape says."""
+    for stage in chain:
+        spec = STAGES[stage.name]
+        X = IMPLEMENTATIONS[stage.name](X, f, **stage.params)
+        _, f = spec.shape(X.shape[0], f, stage.params)
+    return X
+
+
+def conformance_errors(specs: Mapping[str, StageSpec], implementations: Mapping[str, StageFn]) -> list[str]:
+    """A stage on one side only, or a function whose keyword parameters (after X and f) are not
+    exactly the spec's, or that declares a default."""
+    errors = [f"{name}: in the catalog, not implemented" for name in sorted(set(specs) - set(implementations))]
+    errors += [f"{name}: implemented, not in the catalog" for name in sorted(set(implementations) - set(specs))]
+    for name in sorted(set(specs) & set(implementations)):
+        rest = list(inspect.signature(implementations[name]).parameters.values())[2:]
+        declared = [p.name for p in specs[name].params]
+        if sorted(p.name for p in rest) != sorted(declared):
+            errors.append(f"{name}: the function takes {[p.name for p in rest]}, the catalog declares {declared}")
+        errors += [f"{name}: {p.name} has a default in the function" for p in rest if p.default is not p.empty]
+    return errors
+
+
+_MISMATCH = conformance_errors(STAGES, IMPLEMENTATIONS)
+if _MISMATCH:  # not an assert: it must hold under python -O too
+    raise AssertionError("pre-aggregation catalog and implementations disagree: " + "; ".join(_MISMATCH))
+
+
