@@ -166,17 +166,48 @@ def peers_for(rule: str) -> list[Impl]:
         fl_impl("CenteredClipping", "one step from 0, tau=100", tau=100.0, L=1)
     elif rule == "centered-clipping-10":
         py_impl("norm_wise.center_clipping", "CenteredClipping", "10 steps from the mean, tau=100", c_tau=100.0, M=10)
+    elif rule == "monna":
+        fl_impl("MoNNA", "pivot: the first vector", f=F)
+    elif rule == "smea":
+        fl_impl("SMEA", "every subset in a Python loop, one random power step each", f=F,
+                skip=lambda n, f, d: f"C({n},{f})={_comb(n, f):.1e} subsets in a Python loop" if _comb(n, f) > 20_000 else None)
+    elif rule == "caf":
+        fl_impl("CAF", "one random power step per round", f=F)
+    elif "+" in rule and fl is not None:
+        stage, _, base = rule.partition("+")
+        make_stage = {"nnm": lambda n, f: fl.NNM(f=f), "bucketing": lambda n, f: fl.Bucketing(s=2),
+                      "arc": lambda n, f: fl.ARC(f=f), "clipping": lambda n, f: fl.Clipping(c=2.0)}[stage]
+        assert base == "median"
+
+        def make_chain(n: int, f: int) -> Callable[[list[torch.Tensor], torch.Tensor, torch.Tensor], Any]:
+            pre, agg = make_stage(n, f), fl.Median()
+            return lambda L, X, o: agg(pre(L))
+        out.append(Impl("byzfl", {"nnm": "NNM", "bucketing": "Bucketing", "arc": "ARC", "clipping": "Clipping"}[stage] + " + Median", make_chain))
     return out
 
 
 # --- ours ----------------------------------------------------------------------------------------
 
 RULES = ["average", "median", "trimmed-mean", "meamed", "phocas", "krum", "multi-krum", "bulyan", "mda",
-         "geometric-median", "centered-clipping", "centered-clipping-10", "aksel", "condense"]
+         "geometric-median", "centered-clipping", "centered-clipping-10", "aksel", "condense", "monna", "smea", "caf",
+         # a pre-aggregation stage in front of the median
+         "nnm+median", "bucketing+median", "arc+median", "clipping+median"]
+
+
+def _smea_skip(n: int, f: int, d: int) -> str | None:
+    from garfield.aggregators.catalog import MAX_SUBSETS
+
+    return f"C({n},{f})={_comb(n, f):.1e} subsets: refused above {MAX_SUBSETS:,}" if _comb(n, f) > MAX_SUBSETS else None
 
 
 def ours(rule: str) -> Impl:
     name, params = rule, {}
+    if "+" in rule:
+        stage, _, base = rule.partition("+")
+        pre = [{"name": stage}]
+        return Impl("garfield", rule, lambda n, f: (lambda L, X, o: aggregate(base, X, f, out=o, pre=pre)))
+    if rule == "smea":
+        return Impl("garfield", rule, lambda n, f: (lambda L, X, o: aggregate("smea", X, f, out=o)), _smea_skip)
     if rule == "centered-clipping":
         params = {"tau": 100.0, "iterations": 1}
     elif rule == "centered-clipping-10":
@@ -189,6 +220,16 @@ def ours(rule: str) -> Impl:
 
 
 def f_settings(rule: str, n: int) -> list[tuple[str, int]]:
+    if "+" in rule:  # the largest f the stage and then the rule accept, and n//4
+        from garfield.aggregators.preaggregation import check_chain
+
+        stage, _, base = rule.partition("+")
+
+        def holds(f: int) -> bool:
+            chain = check_chain([{"name": stage}], n, f)
+            return not chain.errors and rule_spec(base).condition.holds(chain.n, chain.f)
+        fmax = max(f for f in range(n) if holds(f))
+        return [("fmax", fmax)] + ([("n//4", n // 4)] if n // 4 != fmax and holds(n // 4) else [])
     base = "centered-clipping" if rule.startswith("centered-clipping") else rule
     cond = rule_spec(base).condition
     if cond.a == 0:
@@ -291,7 +332,9 @@ def run(ns: list[int], ds: list[int], rules: list[str], budget_s: float, with_pe
             # warm up the compiled kernels for this n (JIT compile and cache load are not timed)
             for rule in rules:
                 fs = f_settings(rule, n)
-                ours(rule).make(n, fs[0][1])(L, X[:, :256].contiguous(), torch.empty(256))
+                warm = ours(rule)
+                if not warm.skip(n, fs[-1][1], d):
+                    warm.make(n, fs[-1][1])(L, X[:, :256].contiguous(), torch.empty(256))
             base = [Impl("floor", "stack+mean", lambda n, f: (lambda rows, _X, _o: torch.stack(rows).mean(0))),
                     Impl("stack", "torch.stack(list)", lambda n, f: (lambda rows, _X, _o: torch.stack(rows)))]
             for impl in base:

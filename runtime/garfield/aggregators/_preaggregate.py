@@ -1,9 +1,8 @@
 """The pre-aggregation stages on tensors (see `garfield.aggregators.preaggregation` for what each
 computes and why). Each takes the (n, d) torch matrix and f and returns a new (n', d) matrix in
 the same dtype and on the same device, so one code path serves CPU and GPU, PyTorch and (through
-the DLPack bridge) TensorFlow. Norms and distances are taken in float64 from the rows' own
-differences (no Gram-matrix cancellation), one row at a time so that no (n, n, d) temporary is
-made. Rows must be finite: `api.aggregate` removes the others (counted against f) first.
+the DLPack bridge) TensorFlow. Norms are taken in float64, one row at a time; NNM's distances
+come from the float64 Gram matrix, as the distance-based rules' do. Rows must be finite: `api.aggregate` removes the others (counted against f) first.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from garfield.aggregators import _backend as be
 from garfield.aggregators.preaggregation import STAGES, Stage, StageSpec
 
 
@@ -31,16 +31,16 @@ def _clip_to(X: torch.Tensor, norms: torch.Tensor, threshold: float) -> torch.Te
 
 def nnm(X: torch.Tensor, f: int) -> torch.Tensor:
     """Each row replaced by the mean of its n-f nearest rows (itself first, at distance 0; equal
-    distances go to the lower row)."""
+    distances go to the lower row). The distances come from the float64 Gram matrix (one pass
+    over X, the compiled kernel on CPU), the means from one (n, n) x (n, d) product."""
     n = X.shape[0]
     keep = n - f
-    out = torch.empty_like(X)
+    D = be.sqdist_from_gram(be.gram(X, np.arange(n, dtype=np.int64)))
+    np.fill_diagonal(D, -1.0)  # itself first even among exact copies
+    W = np.zeros((n, n))
     for i in range(n):
-        distances = torch.linalg.vector_norm(X - X[i], dim=1, dtype=torch.float64)
-        distances[i] = -1.0  # itself first even among exact copies
-        nearest = torch.sort(distances, stable=True).indices[:keep]
-        out[i] = X[nearest].mean(dim=0)
-    return out
+        W[i, np.argsort(D[i], kind="stable")[:keep]] = 1.0 / keep
+    return torch.from_numpy(W).to(device=X.device, dtype=X.dtype) @ X
 
 
 def bucketing(X: torch.Tensor, f: int, s: int, seed: int | None) -> torch.Tensor:
