@@ -29,6 +29,7 @@ from garfield.spec.contract import (
     ENV_JOB_NAME,
     ENV_LISTEN,
     ENV_METRICS_PORT,
+    ENV_OUTPUT_DIR,
     ENV_ROLE,
     ENV_SERVERS,
     ENV_SPEC,
@@ -144,7 +145,8 @@ def read_env(env: Mapping[str, str] | None = None) -> NodeConfig:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise NodeConfigError(f"{ENV_SPEC} is not a normalised job spec: {type(exc).__name__}: {exc}") from None
     return NodeConfig(job=job, role=role, index=index, spec=job_spec, listen=listen,
-                      servers=servers, workers=workers, metrics_port=metrics_port, attack=attack)
+                      servers=servers, workers=workers, metrics_port=metrics_port, attack=attack,
+                      output_dir=env.get(ENV_OUTPUT_DIR) or None)
 
 
 def protocol_node(config: NodeConfig, adapter: FrameworkAdapter, state: NodeState) -> ProtocolNode:
@@ -228,13 +230,37 @@ async def _run(config: NodeConfig, clock: StartupClock | None = None) -> int:
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread / platform
             pass
     try:
-        return await node.run()
+        code = await node.run()
+        if code == 0:
+            code = _export(config, node)
+        return code
     except asyncio.CancelledError:
         log.warning("stopped by signal")
         return 143
     finally:
         if metrics is not None:
             metrics.stop()
+
+
+def _export(config: NodeConfig, node: ProtocolNode) -> int:
+    """A correct server's (peer's) final model into its output folder, once training is done; a
+    simulated Byzantine replica never writes there. A model that cannot be written fails the
+    replica (exit 1): the job's result would otherwise be lost without a word."""
+    if config.output_dir is None or config.attack is not None or config.role is Role.WORKER:
+        return 0
+    from pathlib import Path
+
+    from garfield.observability.models import write_model
+
+    folder = Path(config.output_dir) / config.name
+    try:
+        manifest = write_model(node.adapter, folder, job=config.job, replica=config.name,
+                               framework=config.spec.framework, step=node.state.step, accuracy=node.state.accuracy)
+    except OSError as exc:
+        log.error("cannot write the final model", extra={"fields": {"folder": str(folder), "error": str(exc)}})
+        return 1
+    log.info("model written", extra={"fields": {"path": manifest["path"], "sha256": manifest["sha256"]}})
+    return 0
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

@@ -44,6 +44,28 @@ def run(job: Job, out: Path, timeout: float = 300, **kwargs: Any) -> RunResult:
     return result
 
 
+def exported_accuracy(job: Job, manifest: dict[str, Any]) -> float:
+    """The test accuracy of an exported model, loaded the way its user would: the task's own fresh
+    model (load_task), the file read back with the framework's loader (torch.load +
+    load_state_dict, or keras.models.load_model), evaluated by a fresh adapter on the task's test set."""
+    from garfield.adapters import create
+    from garfield.task import Task, load_task
+
+    spec = job.spec
+    task = load_task(spec.task.entrypoint, spec.task.args)
+    if manifest["format"] == "pytorch-state-dict":
+        import torch
+
+        task.model.load_state_dict(torch.load(manifest["path"], weights_only=True))
+    else:
+        import keras
+
+        assert manifest["format"] == "keras", manifest
+        task = Task(keras.models.load_model(manifest["path"]), task.loss, task.optimizer, task.train, task.test)
+    accuracy = create(spec.framework, task, spec, "server", 0).evaluate()["accuracy"]
+    return float(accuracy)
+
+
 def accuracies(result: RunResult) -> list[float]:
     values = [v for v in result.final_accuracy.values() if isinstance(v, (int, float))]
     assert values, f"no correct server reported an accuracy: {result.to_dict()}"

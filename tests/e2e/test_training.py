@@ -18,6 +18,7 @@ from e2e.jobs import (
     DELETE,
     accuracies,
     assert_attack_reached_every_quorum,
+    exported_accuracy,
     log_entries,
     run,
     run_with_final_models,
@@ -40,6 +41,10 @@ def test_attacked_msmw_robust_learns_while_averaging_collapses(tmp_path: Path) -
     # the random-model server does not pull the three correct servers apart
     assert len(models) == 3 and spread(models) < 0.05, spread(models)
     (tmp_path / "spread.txt").write_text(f"random-model server: {spread(models):.3e}\n")
+    # Only the three correct servers wrote a model; the random-model server (index 3) wrote none.
+    written = sorted(p.name for p in (robust.output_dir / "models").iterdir())
+    assert written == ["server-0", "server-1", "server-2"], written
+    assert all("sha256" in m for m in robust.models.values()), robust.models
 
     plain = variant("mnist-msmw.yaml", "e2e-msmw-avg", {
         "training": {"steps": 100, "evaluationInterval": 10},
@@ -81,11 +86,18 @@ def test_reversed_model_server_does_not_pull_correct_servers_apart(tmp_path: Pat
     (tmp_path / "spread.txt").write_text(f"reversed-model server: {spread(models):.3e}\n")
 
 
-def test_ssmw_learns_under_fall_of_empires(tmp_path: Path) -> None:
-    result = run(variant("mnist-ssmw.yaml", "e2e-ssmw", {"training": {"steps": 200}}), tmp_path)
+def test_ssmw_learns_under_fall_of_empires_and_exports_its_model(tmp_path: Path) -> None:
+    job = variant("mnist-ssmw.yaml", "e2e-ssmw", {"training": {"steps": 200}})
+    result = run(job, tmp_path)
     assert result.outcome == "succeeded", result.message
     assert_attack_reached_every_quorum(result)
     assert accuracies(result)[0] >= 0.85, result.final_accuracy
+    # The server's final model, in the run folder, loaded into the task's fresh nn.Module: it
+    # reproduces the reported accuracy (same test set) within half a point.
+    (manifest,) = result.models.values()
+    assert manifest["path"] == str((result.output_dir / "models" / "server-0" / "model.pt").resolve())
+    assert manifest["step"] == 200 and manifest["parameters"] > 0
+    assert abs(exported_accuracy(job, manifest) - accuracies(result)[0]) <= 0.005, manifest
 
 
 def test_decentralized_peers_learn(tmp_path: Path) -> None:

@@ -61,3 +61,24 @@ def test_plan_is_deterministic() -> None:
     a = make_plan(job, ClusterDNS(namespace="x")).to_dict()
     b = make_plan(load_job(ROOT / "examples" / "mnist-msmw.yaml"), ClusterDNS(namespace="x")).to_dict()
     assert a == b
+
+
+def test_spec_output_path_reaches_every_replica_and_must_be_absolute() -> None:
+    import pytest
+    import yaml
+
+    from garfield.spec.validation import InvalidJob, validate_manifest
+
+    manifest = yaml.safe_load((ROOT / "examples" / "mnist-msmw.yaml").read_text())
+    plan = make_plan(validate_manifest(manifest), ClusterDNS(namespace="ml"))
+    assert all("GARFIELD_OUTPUT_DIR" not in r.env for r in plan.replicas)  # no output named: pods write nothing
+    manifest["spec"]["output"] = {"path": "/results/mnist"}
+    plan = make_plan(validate_manifest(manifest), ClusterDNS(namespace="ml"))
+    assert {r.env["GARFIELD_OUTPUT_DIR"] for r in plan.replicas} == {"/results/mnist"}
+    manifest["spec"]["output"] = {"path": "results"}
+    with pytest.raises(InvalidJob, match="spec.output.path: 'results' does not match"):
+        validate_manifest(manifest)
+    manifest["spec"]["output"] = {}
+    manifest["spec"]["workers"]["template"] = {"env": [{"name": "GARFIELD_OUTPUT_DIR", "value": "/tmp"}]}
+    with pytest.raises(InvalidJob, match="GARFIELD_OUTPUT_DIR is set by Garfield on every replica"):
+        validate_manifest(manifest)

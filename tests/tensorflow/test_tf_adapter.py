@@ -269,3 +269,14 @@ def test_wrong_tasks_get_clear_errors(make_spec: Any) -> None:
     for task, message in cases:
         with pytest.raises(TensorFlowTaskError, match=message.replace(".", r"\.")):
             TensorFlowAdapter(task, spec, "worker", 0)
+
+
+def test_export_writes_a_keras_file_keras_loads(make_spec: Any, tmp_path: Any) -> None:
+    x, y = regression_data()
+    adapter = TensorFlowAdapter(linear_task(x, y), make_spec(batchSize=8), "server", 0)
+    adapter.set_params(adapter.from_numpy(np.arange(adapter.num_params, dtype=np.float32) / 10))
+    name, kind = adapter.export(tmp_path)
+    assert (name, kind) == ("model.keras", "keras") and sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+    loaded = keras.models.load_model(tmp_path / name)
+    flat = np.concatenate([np.asarray(v).reshape(-1) for v in loaded.trainable_variables])
+    assert np.array_equal(flat, np.arange(adapter.num_params, dtype=np.float32) / 10)

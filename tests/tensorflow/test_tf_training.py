@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.jobs import accuracies, run, variant
+from e2e.jobs import accuracies, exported_accuracy, run, variant
 
 pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.slow
@@ -23,11 +23,17 @@ ROBUST_STEPS = 150  # the Keras MSMW example passes 90% near step 100 (92.1% at 
 def test_keras_msmw_under_attack_reaches_the_pytorch_bar(tmp_path: Path) -> None:
     """examples/mnist-msmw-keras.yaml: 4 servers (one sends random models), 7 workers (two send
     sign-flipped gradients x10); MDA on gradients, median on models: >= 90% like the PyTorch job."""
-    robust = run(variant("mnist-msmw-keras.yaml", "tf-msmw-mda", {"training": {"steps": ROBUST_STEPS}}), tmp_path,
-                 timeout=TIMEOUT)
+    job = variant("mnist-msmw-keras.yaml", "tf-msmw-mda", {"training": {"steps": ROBUST_STEPS}})
+    robust = run(job, tmp_path, timeout=TIMEOUT)
     assert robust.outcome == "succeeded", robust.message
     assert len(robust.final_accuracy) == 3  # the three correct servers
     assert min(accuracies(robust)) >= 0.90, robust.final_accuracy
+    # Each correct server's model.keras, loaded with keras.models.load_model, reproduces its accuracy.
+    assert sorted(m["replica"] for m in robust.models.values()) == ["server-0", "server-1", "server-2"]
+    manifest = robust.models["tf-msmw-mda-server-0"]
+    assert manifest["format"] == "keras" and manifest["path"].endswith("model.keras")
+    reported = robust.final_accuracy["tf-msmw-mda-server-0"]
+    assert abs(exported_accuracy(job, manifest) - reported) <= 0.005, manifest
 
 
 def test_keras_msmw_with_averaging_collapses_under_the_same_attack(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ there is one) so aggregation runs there too. Bytes appear only at the wire bound
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:  # annotations only: the plugin registry imports this module, and must stay free of NumPy
@@ -60,6 +61,11 @@ class FrameworkAdapter(ABC):
         """{"accuracy": 0..1, "loss": float} on the test data (empty dict when there is none)."""
 
     # -- tensors ------------------------------------------------------------------------------
+    @abstractmethod
+    def export(self, folder: Path) -> tuple[str, str]:
+        """Write the model, with its current parameters, into `folder` in the framework's own
+        format, atomically (a temporary name, then a rename). Returns (file name, format)."""
+
     @abstractmethod
     def zeros(self) -> Tensor:
         """A zero vector the size of the model, on the device."""

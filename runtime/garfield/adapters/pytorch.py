@@ -10,6 +10,8 @@ is CUDA when available (aggregation then runs there too); the wire sees host arr
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -204,6 +206,16 @@ class TorchAdapter(FrameworkAdapter):
         if flat.data_ptr() != self._flat.data_ptr():
             with torch.no_grad():
                 self._flat.copy_(flat)
+
+    def export(self, folder: Path) -> tuple[str, str]:
+        """model.pt: the user's module's state_dict (parameters and buffers, on the CPU), which
+        `model.load_state_dict(torch.load(path, weights_only=True))` reads into a fresh module."""
+        state = {key: value.detach().to("cpu").clone() for key, value in self.model.state_dict().items()}
+        target = folder / "model.pt"
+        partial = folder / "model.pt.partial"
+        torch.save(state, partial)
+        os.replace(partial, target)
+        return target.name, "pytorch-state-dict"
 
     # -- training -----------------------------------------------------------------------------
     def _next_batch(self) -> tuple[torch.Tensor, ...]:

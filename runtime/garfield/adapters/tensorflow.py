@@ -30,6 +30,7 @@ import os
 import re
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -333,6 +334,19 @@ class TensorFlowAdapter(FrameworkAdapter):
         if count == 0:
             return {}
         return {"accuracy": correct / count, "loss": total_loss / count}
+
+    def export(self, folder: Path) -> tuple[str, str]:
+        """model.keras for a Keras model (`keras.models.load_model`), else a TensorFlow checkpoint
+        of the module's variables (`tf.train.Checkpoint(model=...).read`)."""
+        model = self.model  # pending parameters written first
+        if self._keras_model:
+            partial = folder / "partial-model.keras"  # Keras wants the .keras suffix
+            model.save(partial)
+            target = folder / "model.keras"
+            os.replace(partial, target)
+            return target.name, "keras"
+        written = self._tf.train.Checkpoint(model=model).write(str(folder / "model.ckpt"))
+        return Path(written).name, "tensorflow-checkpoint"
 
     def zeros(self) -> Any:
         with self._tf.device(self.device):

@@ -32,9 +32,10 @@ from garfield.launcher import forkserver as fs
 from garfield.launcher import lifeline
 from garfield.launcher.display import Display, progress_of
 from garfield.launcher.ports import loopback_table
-from garfield.launcher.summary import FAILED, SUCCEEDED, RunResult
+from garfield.launcher.summary import FAILED, SUCCEEDED, RunResult, collect_models
 from garfield.launcher.supervision import SETTLE_SECONDS, Signals, Supervisor, threads_per_replica
 from garfield.plan import Loopback, Plan, Replica, make_plan
+from garfield.spec.contract import ENV_OUTPUT_DIR
 from garfield.spec.validation import InvalidJob, Job, load_job, validate_manifest
 
 
@@ -115,6 +116,10 @@ def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None
     live = progress == "bar" or (progress == "auto" and stream.isatty())
     display = Display(None if progress == "none" else stream, live)
     plan = make_plan(job, loopback_for(job))
+    # Final models: spec.output.path when the job names one, else the run folder's models/.
+    models_dir = Path(job.spec.output_path) if job.spec.output_path else (output_dir / "models").resolve()
+    for replica in plan.replicas:
+        replica.env[ENV_OUTPUT_DIR] = str(models_dir)
     started = time.monotonic()
     use_server = fs.enabled() if fork_server is None else fork_server
     server = start_fork_server(job, plan, command, output_dir / "logs" / "forkserver.log") if use_server else None
@@ -145,6 +150,7 @@ def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None
                 total_steps=job.spec.training.steps, wall_time=wall, output_dir=output_dir,
                 servers={c.name: supervisor.watcher.last_status.get(c.name, {}) for c in supervisor.watcher.correct_primaries()},
                 replicas=supervisor.replica_table(),
+                models=collect_models(models_dir, supervisor.watcher.correct_primaries()),
             )
             result.write()
     if supervisor.watcher.last_status:

@@ -6,7 +6,7 @@ import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 SUCCEEDED, FAILED, INTERRUPTED, TIMED_OUT = "succeeded", "failed", "interrupted", "timeout"
 EXIT_CODES = {SUCCEEDED: 0, FAILED: 1, TIMED_OUT: 1, INTERRUPTED: 130}
@@ -25,6 +25,7 @@ class RunResult:
     output_dir: Path
     servers: dict[str, dict[str, Any]] = field(default_factory=dict)  # correct servers' (peers') last status
     replicas: dict[str, dict[str, Any]] = field(default_factory=dict)  # exit status of every replica
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # correct servers' final models (manifests)
 
     @property
     def exit_code(self) -> int:
@@ -67,6 +68,7 @@ class RunResult:
             "rejected_total": sum(self.rejected.values()),
             "servers": self.servers,
             "replicas": self.replicas,
+            "models": self.models,
             "output_dir": str(self.output_dir),
         }
 
@@ -81,5 +83,27 @@ class RunResult:
         stats = self.accuracy_stats()
         acc = (f"final accuracy {stats['median']:.1%} (correct servers {stats['min']:.1%}-{stats['max']:.1%})"
                if stats else "no accuracy reported")
+        written = [m["path"] for m in self.models.values() if "path" in m]
+        models = f"; models in {Path(written[0]).parent.parent}" if written else ""
         return (f"{self.job}: {self.outcome} in {self.wall_time:.1f}s; {acc}; "
-                f"{sum(self.rejected.values())} messages rejected")
+                f"{sum(self.rejected.values())} messages rejected{models}")
+
+
+class _Named(Protocol):
+    name: str
+    role: str
+    index: int
+
+
+def collect_models(folder: Path, primaries: Sequence[_Named]) -> dict[str, dict[str, Any]]:
+    """The manifests the correct servers (peers) wrote under `folder`, checked (file present, its
+    SHA-256 matching), by replica name; a missing or damaged one is reported in its place."""
+    from garfield.observability.models import ModelError, read_manifest
+
+    found: dict[str, dict[str, Any]] = {}
+    for child in primaries:
+        try:
+            found[child.name] = read_manifest(folder / f"{child.role}-{child.index}")
+        except ModelError as exc:
+            found[child.name] = {"error": str(exc)}
+    return found

@@ -71,6 +71,7 @@ class NodeConfig:
     workers: list[str]  # every worker's (or, decentralized, peer's) address, in index order
     metrics_port: int | None = None  # None: no /metrics and /status server
     attack: SimulatedAttack | None = None  # the attack this replica simulates, if any
+    output_dir: str | None = None  # where a correct server (peer) writes its final model; None: nowhere
 
     @property
     def name(self) -> str:
@@ -186,6 +187,8 @@ def make_plan(job: Job, addressing: Addressing) -> Plan:
             }
             if bad is not None:
                 env[contract.ENV_ATTACK] = bad.to_env()
+            if spec.output_path:
+                env[contract.ENV_OUTPUT_DIR] = spec.output_path
             for var in role_spec.template.env:
                 env[var["name"]] = var.get("value", "")
             replicas.append(

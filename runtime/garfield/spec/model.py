@@ -126,6 +126,7 @@ class JobSpec:
     server_attack: AttackSpec | None
     run_policy: RunPolicy
     image: str | None
+    output_path: str | None = None  # spec.output.path: where correct servers write the final model
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,5 +227,6 @@ def from_dict(spec: dict[str, Any]) -> JobSpec:
             suspend=policy.get("suspend", False),
         ),
         image=spec.get("image"),
+        output_path=(spec.get("output") or {}).get("path"),
         raw=spec,
     )

@@ -182,6 +182,14 @@ def spec_schema() -> Schema:
         "What to train, on how many replicas, tolerating how many Byzantine ones.",
         {
             "framework": _str("The framework of the task's code.", enum=["pytorch", "tensorflow"], default="pytorch"),
+            "output": _obj(
+                "Where the job's results go. At the end each correct server (each correct peer, decentralized) writes "
+                "its final model there in the framework's own format, in <path>/<role>-<index>/: model.pt (a PyTorch "
+                "state_dict) or model.keras, beside model.json (job, step, accuracy, framework, parameter count, "
+                "SHA-256). Simulated Byzantine replicas never write.",
+                {"path": _str("Absolute folder inside the pods, on a volume they mount. garfield run writes to the "
+                              "run folder's models/ unless a path is given.", pattern=r"^/.*$")},
+            ),
             "image": _str("Container image with Garfield and the task's code. Defaults to the operator's runtime image."),
             "task": _obj(
                 "The user's own training code: an entry point that returns their model, loss, optimizer and data, unchanged.",
