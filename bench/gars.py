@@ -182,7 +182,8 @@ def peers_for(rule: str) -> list[Impl]:
         def make_chain(n: int, f: int) -> Callable[[list[torch.Tensor], torch.Tensor, torch.Tensor], Any]:
             pre, agg = make_stage(n, f), fl.Median()
             return lambda L, X, o: agg(pre(L))
-        out.append(Impl("byzfl", {"nnm": "NNM", "bucketing": "Bucketing", "arc": "ARC", "clipping": "Clipping"}[stage] + " + Median", make_chain))
+        label = {"nnm": "NNM", "bucketing": "Bucketing", "arc": "ARC", "clipping": "Clipping"}[stage] + " + Median"
+        out.append(Impl("byzfl", label, make_chain))
     return out
 
 

@@ -2,7 +2,8 @@
 computes and why). Each takes the (n, d) torch matrix and f and returns a new (n', d) matrix in
 the same dtype and on the same device, so one code path serves CPU and GPU, PyTorch and (through
 the DLPack bridge) TensorFlow. Norms are taken in float64, one row at a time; NNM's distances
-come from the float64 Gram matrix, as the distance-based rules' do. Rows must be finite: `api.aggregate` removes the others (counted against f) first.
+come from the float64 Gram matrix, as the distance-based rules' do. Rows must be finite:
+`api.aggregate` removes the others (counted against f) first.
 """
 
 from __future__ import annotations
