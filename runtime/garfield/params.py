@@ -13,6 +13,7 @@ validation checks them on the q replies a role aggregates, `aggregate()` on the 
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from dataclasses import dataclass
@@ -198,3 +199,23 @@ def seed(owner_draws: str) -> Param:
 def positive(name: str, default: float, doc: str) -> Param:
     """A finite number > 0 (scales, standard deviations, tolerances)."""
     return Param(name, "number", default, doc, minimum=0, exclusive_minimum=True)
+
+
+def conformance_errors(specs: Mapping[str, Any], implementations: Mapping[str, Callable[..., Any]], *, leading: int,
+                       noun: str) -> list[str]:
+    """What keeps `implementations` from matching a registry's `specs` (entries with `.params`): a
+    name on one side only, or a callable whose parameters after its first `leading` are not exactly
+    the entry's, declare a default (defaults live in the registry only) or cannot be passed by
+    keyword. One check for the rules, the pre-aggregation stages and the attacks, each of which
+    holds its implementations to it at import."""
+    errors = [f"{name}: in the catalog, not implemented" for name in sorted(set(specs) - set(implementations))]
+    errors += [f"{name}: implemented, not in the catalog" for name in sorted(set(implementations) - set(specs))]
+    for name in sorted(set(specs) & set(implementations)):
+        rest = list(inspect.signature(implementations[name]).parameters.values())[leading:]
+        declared = [p.name for p in specs[name].params]
+        if sorted(p.name for p in rest) != sorted(declared):
+            errors.append(f"{name}: {noun} takes {[p.name for p in rest]}, the catalog declares {declared}")
+        errors += [f"{name}: {p.name} has a default in {noun}" for p in rest if p.default is not p.empty]
+        errors += [f"{name}: {p.name} cannot be passed by keyword" for p in rest
+                   if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return errors

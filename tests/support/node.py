@@ -46,6 +46,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from garfield.observability.models import sha256_of
+
 from . import dns
 from .cluster import ControlPlane, ControlPlaneUnavailable, cache_dir, free_port
 
@@ -221,18 +223,10 @@ def _netns_addresses(path: str) -> list[str]:
 # -- image archives (docker-archive format, written by hand: no registry, no podman storage) ----
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_image_archive(out: Path, ref: str, layer: Path, config: dict[str, Any]) -> Path:
     """An image archive (``docker save`` layout) of one uncompressed layer tar, for
     ``ctr images import``. ``config``: the image's runtime config (Entrypoint, Cmd, Env...)."""
-    diff_id = _sha256_file(layer)
+    diff_id = sha256_of(layer)
     image_config = {
         "architecture": "amd64", "os": "linux", "config": config,
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
@@ -255,7 +249,7 @@ def write_image_archive(out: Path, ref: str, layer: Path, config: dict[str, Any]
 
 def pause_image_archive(pause_binary: Path) -> Path:
     """The sandbox image (``FROM scratch`` + ``/pause``), cached by the binary's digest."""
-    digest = _sha256_file(pause_binary)
+    digest = sha256_of(pause_binary)
     out = cache_dir() / "images" / f"pause-{digest[:16]}.tar"
     if out.is_file():
         return out

@@ -8,7 +8,6 @@ come from the float64 Gram matrix, as the distance-based rules' do. Rows must be
 
 from __future__ import annotations
 
-import inspect
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 
 from garfield.aggregators import _backend as be
 from garfield.aggregators.preaggregation import STAGES, Stage, StageSpec
+from garfield.params import conformance_errors as params_conformance
 
 
 def _norms(X: torch.Tensor) -> torch.Tensor:
@@ -84,17 +84,9 @@ def run_chain(X: torch.Tensor, f: int, chain: Sequence[Stage]) -> torch.Tensor:
 
 
 def conformance_errors(specs: Mapping[str, StageSpec], implementations: Mapping[str, StageFn]) -> list[str]:
-    """A stage on one side only, or a function whose keyword parameters (after X and f) are not
-    exactly the spec's, or that declares a default."""
-    errors = [f"{name}: in the catalog, not implemented" for name in sorted(set(specs) - set(implementations))]
-    errors += [f"{name}: implemented, not in the catalog" for name in sorted(set(implementations) - set(specs))]
-    for name in sorted(set(specs) & set(implementations)):
-        rest = list(inspect.signature(implementations[name]).parameters.values())[2:]
-        declared = [p.name for p in specs[name].params]
-        if sorted(p.name for p in rest) != sorted(declared):
-            errors.append(f"{name}: the function takes {[p.name for p in rest]}, the catalog declares {declared}")
-        errors += [f"{name}: {p.name} has a default in the function" for p in rest if p.default is not p.empty]
-    return errors
+    """What keeps `implementations` from matching the catalog (`garfield.params.conformance_errors`;
+    a stage's keyword parameters follow X and f)."""
+    return params_conformance(specs, implementations, leading=2, noun="the function")
 
 
 _MISMATCH = conformance_errors(STAGES, IMPLEMENTATIONS)

@@ -26,12 +26,18 @@ from garfield.aggregators.preaggregation import Stage, check_chain, describe
 from garfield.aggregators.rules import IMPLEMENTATIONS, Batch
 
 
+def _check_f(name: str, f: Any) -> int:
+    """f as an int; ValueError unless it is a non-negative integer (booleans are not)."""
+    if not isinstance(f, (int, np.integer)) or isinstance(f, bool) or f < 0:
+        raise ValueError(f"{name}: f must be a non-negative integer, got {f!r}")
+    return int(f)
+
+
 def _check(name: str, n: int, f: Any, params: dict[str, Any]) -> dict[str, Any]:
     """The catalog's checks (condition, parameters and their bounds, m <= n-f): the same ones
     `garfield validate` applies to a job. Returns the parameters with defaults filled in."""
     spec = rule_spec(name)
-    if not isinstance(f, (int, np.integer)) or isinstance(f, bool) or f < 0:
-        raise ValueError(f"{name}: f must be a non-negative integer, got {f!r}")
+    f = _check_f(name, f)
     if not spec.condition.holds(n, int(f)):
         raise ValueError(f"{name} needs {spec.condition.text()}: got n={n}, f={f}")
     values, errors = spec.check(params)
@@ -60,9 +66,7 @@ def _pre_aggregate(name: str, X: torch.Tensor, f: Any, pre: Sequence[Stage | Map
     """The pre-aggregation chain in front of rule `name`: rows holding NaN/inf are removed first
     (counted against f, as the rules' own policy does: the stages mix rows, so one such row would
     spoil all of them), then the stages run. Returns the rule's input and its f."""
-    if not isinstance(f, (int, np.integer)) or isinstance(f, bool) or f < 0:
-        raise ValueError(f"{name}: f must be a non-negative integer, got {f!r}")
-    f = int(f)
+    f = _check_f(name, f)
     n = X.shape[0]
     finite = torch.isfinite(X).all(dim=1).cpu().numpy()
     bad = np.flatnonzero(~finite)

@@ -48,7 +48,6 @@ them; ties are broken toward the lowest row index unless stated):
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -59,6 +58,7 @@ import torch
 from garfield.aggregators import _backend as be
 from garfield.aggregators import _kernels as K
 from garfield.aggregators.catalog import RULES, RuleSpec
+from garfield.params import conformance_errors as params_conformance
 
 
 @dataclass
@@ -360,20 +360,10 @@ IMPLEMENTATIONS: dict[str, Rule] = {
 
 
 def conformance_errors(specs: Mapping[str, RuleSpec], implementations: Mapping[str, Rule]) -> list[str]:
-    """What keeps `implementations` from matching the catalog: a rule on one side only, or a
-    function whose keyword parameters (after the Batch) are not exactly the spec's, or that
-    declares a default (defaults live in the catalog only)."""
-    errors = [f"{name}: in the catalog, not implemented" for name in sorted(set(specs) - set(implementations))]
-    errors += [f"{name}: implemented, not in the catalog" for name in sorted(set(implementations) - set(specs))]
-    for name in sorted(set(specs) & set(implementations)):
-        rest = list(inspect.signature(implementations[name].fn).parameters.values())[1:]
-        declared = [p.name for p in specs[name].params]
-        if sorted(p.name for p in rest) != sorted(declared):
-            errors.append(f"{name}: the function takes {[p.name for p in rest]}, the catalog declares {declared}")
-        errors += [f"{name}: {p.name} has a default in the function" for p in rest if p.default is not p.empty]
-        errors += [f"{name}: {p.name} cannot be passed by keyword" for p in rest
-                   if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    return errors
+    """What keeps `implementations` from matching the catalog (`garfield.params.conformance_errors`;
+    a rule's keyword parameters follow its Batch)."""
+    functions = {name: rule.fn for name, rule in implementations.items()}
+    return params_conformance(specs, functions, leading=1, noun="the function")
 
 
 _MISMATCH = conformance_errors(RULES, IMPLEMENTATIONS)

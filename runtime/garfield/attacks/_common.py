@@ -3,29 +3,20 @@ generators. Parameters are checked by `garfield.attacks.catalog.resolve`, not he
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, Iterable, Mapping, TypeVar, cast
 
 import torch
 
 from garfield.attacks.catalog import BY_SIDE, AttackEntry, AttackSide, resolve
+from garfield.params import conformance_errors as params_conformance
 
 AttackClass = TypeVar("AttackClass", bound=type)
 
 
 def conformance_errors(specs: Mapping[str, AttackEntry], classes: Mapping[str, type]) -> list[str]:
-    """What keeps the attack `classes` from matching the catalog's `specs`: a name on one side
-    only, or a constructor whose parameters are not exactly the spec's, or that declares a
-    default (defaults live in the catalog only)."""
-    errors = [f"{name}: in the catalog, not implemented" for name in sorted(set(specs) - set(classes))]
-    errors += [f"{name}: implemented, not in the catalog" for name in sorted(set(classes) - set(specs))]
-    for name in sorted(set(specs) & set(classes)):
-        taken = list(inspect.signature(classes[name]).parameters.values())  # the constructor's, without self
-        declared = [p.name for p in specs[name].params]
-        if sorted(p.name for p in taken) != sorted(declared):
-            errors.append(f"{name}: the constructor takes {[p.name for p in taken]}, the catalog declares {declared}")
-        errors += [f"{name}: {p.name} has a default in the constructor" for p in taken if p.default is not p.empty]
-    return errors
+    """What keeps the attack `classes` from matching the catalog's `specs`
+    (`garfield.params.conformance_errors` on their constructors, whose signatures omit self)."""
+    return params_conformance(specs, classes, leading=0, noun="the constructor")
 
 
 def implementations(side: AttackSide, classes: Iterable[AttackClass]) -> dict[str, AttackClass]:
