@@ -124,7 +124,8 @@ RUN case "${FRAMEWORKS}" in all) ;; pytorch) ;; \
       "prometheus-client==0.26.0" \
       "psutil==7.2.2" \
       "numba==0.68.1" \
-      "ml_dtypes==0.6.0"
+      "ml_dtypes==0.6.0" \
+      "cryptography==51.0.1"
 
 # The project itself (its build hook generates the gRPC modules from garfield.proto). Only the
 # files the wheel needs are copied (see .dockerignore), so editing tests or docs reuses the layers above.

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 from garfield.plan.replicas import NodeConfig, SimulatedAttack
+from garfield.security.identity import ReplicaIdentity
 from garfield.spec.contract import (
     ENV_ATTACK,
     ENV_INDEX,
@@ -33,6 +34,7 @@ from garfield.spec.contract import (
     ENV_ROLE,
     ENV_SERVERS,
     ENV_SPEC,
+    ENV_TLS_DIR,
     ENV_WORKERS,
 )
 from garfield.spec.kinds import Role
@@ -42,6 +44,7 @@ if TYPE_CHECKING:  # build_node imports them, with the rest of the node, only wh
     from garfield.adapters.base import FrameworkAdapter
     from garfield.observability.state import NodeState
     from garfield.protocol.base import ProtocolNode
+    from garfield.security.files import TlsMaterial
 
 log = logging.getLogger("garfield.node")
 
@@ -144,9 +147,31 @@ def read_env(env: Mapping[str, str] | None = None) -> NodeConfig:
         job_spec = from_dict(spec)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise NodeConfigError(f"{ENV_SPEC} is not a normalised job spec: {type(exc).__name__}: {exc}") from None
+    tls, identity = _read_tls(env.get(ENV_TLS_DIR) or None, job, role, index)
     return NodeConfig(job=job, role=role, index=index, spec=job_spec, listen=listen,
                       servers=servers, workers=workers, metrics_port=metrics_port, attack=attack,
-                      output_dir=env.get(ENV_OUTPUT_DIR) or None)
+                      output_dir=env.get(ENV_OUTPUT_DIR) or None, tls=tls, identity=identity)
+
+
+def _read_tls(folder: str | None, job: str, role: Role, index: int) -> tuple[TlsMaterial | None, ReplicaIdentity | None]:
+    """The replica's TLS material and the identity its certificate names, which must be this
+    replica's: a node handed another replica's Secret stops here, before it speaks in a wrong name."""
+    if folder is None:
+        return None, None
+    from garfield.security import files
+    from garfield.security.certificates import uri_of
+
+    try:
+        material = files.load(folder)
+    except files.TlsConfigError as exc:
+        raise NodeConfigError(f"{ENV_TLS_DIR}: {exc}") from None
+    uri = uri_of(material.certificate)
+    identity = ReplicaIdentity.parse(uri) if uri else None
+    if identity is None:
+        raise NodeConfigError(f"{ENV_TLS_DIR}: {folder}/{files.CERT_FILE} names no replica (URI SAN {uri!r})")
+    if (identity.job, identity.role, identity.index) != (job, role, index):
+        raise NodeConfigError(f"{ENV_TLS_DIR}: {folder}/{files.CERT_FILE} is {identity.uri}, not {job}'s {role}-{index}")
+    return material, identity
 
 
 def protocol_node(config: NodeConfig, adapter: FrameworkAdapter, state: NodeState) -> ProtocolNode:

@@ -72,56 +72,6 @@ def accuracies(result: RunResult) -> list[float]:
     return values
 
 
-class FinalModels:
-    """Fetches each correct server's final model over the real transport, for the spread measurement.
-
-    The requests go out as soon as the servers listen and ask for step `total_steps`: a server answers
-    such a request the moment it publishes its last model, so nothing depends on catching the short
-    window between "done" and exit. Runs its own event loop in a thread beside the launcher.
-    """
-
-    def __init__(self, servers: dict[str, str], params: int, total_steps: int, timeout: float = 600) -> None:
-        self.servers, self.params, self.total_steps, self.timeout = servers, params, total_steps, timeout
-        self.models: dict[str, Any] = {}
-        self.errors: dict[str, str] = {}
-        self._thread: Any = None
-
-    def start(self) -> None:
-        import asyncio
-        import threading
-
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._fetch_all()), daemon=True)
-        self._thread.start()
-
-    async def _fetch_all(self) -> None:
-        import asyncio
-
-        from garfield.proto import MODEL
-        from garfield.transport import Peer, tensor_request
-        from garfield.wire.codec import expect_for
-
-        async def one(name: str, address: str) -> None:
-            sender = "-".join(name.rsplit("-", 2)[-2:])  # "<job>-server-0" -> "server-0"
-            peer = Peer(sender, address, self.params * 4)
-            try:
-                expect = expect_for((self.params,), "float32", kind=MODEL, sender=sender, min_step=self.total_steps)
-                # anonymous: a probe names no replica (a node refuses requesters that are not its peers)
-                received = await peer.fetch(tensor_request(MODEL, self.total_steps, ""), expect, self.timeout)
-                self.models[name] = received.array.astype("float64")
-            except Exception as exc:  # noqa: BLE001 - reported by the test's assertion
-                self.errors[name] = repr(exc)
-            finally:
-                await peer.close()
-
-        await asyncio.gather(*(one(n, a) for n, a in self.servers.items()))
-
-    def join(self, timeout: float = 30) -> dict[str, Any]:
-        assert self._thread is not None
-        self._thread.join(timeout)
-        assert not self.errors, self.errors
-        return self.models
-
-
 def log_entries(path: Path) -> list[dict[str, Any]]:
     """The structured (JSON) lines of a node's log; other lines (tracebacks, library noise) are skipped."""
     entries = []
@@ -170,28 +120,27 @@ def spread(models: dict[str, Any]) -> float:
     return widest / float(np.mean([np.linalg.norm(v) for v in vectors]))
 
 
-def model_size(job: Job) -> int:
-    """Parameter count of the job's model, from the user's own entry point."""
-    from garfield.task import load_task
-
-    task = load_task(job.spec.task.entrypoint, job.spec.task.args)
-    return sum(p.numel() for p in task.model.parameters())
+def transport_security(result: RunResult) -> dict[str, str]:
+    """How each replica served ("mutual" or "off"), from its log's structured "listening" line."""
+    modes = {}
+    for name, info in result.replicas.items():
+        for entry in log_entries(Path(info["log"])):
+            if entry.get("msg") == "listening":
+                modes[name] = entry.get("tls")
+    return modes
 
 
 def run_with_final_models(job: Job, out: Path, timeout: float = 300) -> tuple[RunResult, dict[str, Any]]:
-    """Run `job` and collect its correct servers' final models (probe started once they are planned)."""
-    probe: list[FinalModels] = []
+    """Run `job` and read back its correct servers' final models, as their user gets them: the
+    exported state_dicts (spec.output), each flattened in its own key order into one vector.
+    (Fetching them over the job's transport would need a key of the job: mutual TLS is there to
+    refuse exactly such a reader.)"""
+    import numpy as np
+    import torch
 
-    def start_probe(_: str, __: dict[str, Any]) -> None:
-        if probe:
-            return
-        import json
-
-        table = json.loads((out / job.name / "replicas.json").read_text())
-        servers = {n: info["address"] for n, info in table.items() if info["role"] == "server" and not info["byzantine"]}
-        probe.append(FinalModels(servers, model_size(job), job.spec.training.steps))
-        probe[0].start()
-
-    result = run(job, out, timeout=timeout, on_status=start_probe)
-    assert probe, "no server ever reported a status"
-    return result, probe[0].join()
+    result = run(job, out, timeout=timeout)
+    models = {}
+    for name, manifest in result.models.items():
+        state = torch.load(manifest["path"], weights_only=True)
+        models[name] = np.concatenate([t.detach().cpu().numpy().ravel() for t in state.values()]).astype("float64")
+    return result, models

@@ -23,6 +23,7 @@ from e2e.jobs import (
     run,
     run_with_final_models,
     spread,
+    transport_security,
     variant,
 )
 
@@ -41,6 +42,9 @@ def test_attacked_msmw_robust_learns_while_averaging_collapses(tmp_path: Path) -
     # the random-model server does not pull the three correct servers apart
     assert len(models) == 3 and spread(models) < 0.05, spread(models)
     (tmp_path / "spread.txt").write_text(f"random-model server: {spread(models):.3e}\n")
+    # Every replica served over mutual TLS (the default), and the run's keys are gone with it.
+    assert set(transport_security(robust).values()) == {"mutual"} and len(transport_security(robust)) == 11
+    assert not (robust.output_dir / "tls").exists()
     # Only the three correct servers wrote a model; the random-model server (index 3) wrote none.
     written = sorted(p.name for p in (robust.output_dir / "models").iterdir())
     assert written == ["server-0", "server-1", "server-2"], written
@@ -74,12 +78,14 @@ def test_reversed_model_server_does_not_pull_correct_servers_apart(tmp_path: Pat
     behind, 0.23 in one where a server caught up 10 steps; docs/attacks.md).
     """
     job = variant("mnist-msmw.yaml", "e2e-msmw-reversed", {
+        "security": {"mutualTLS": False},  # the plaintext path (trusted networks, measurements) keeps working
         "training": {"steps": 150},
         "servers": {"gar": {"name": "mda"}},
         "attack": {"workers": DELETE, "servers": {"count": 1, "name": "reversed"}},
     })
     result, models = run_with_final_models(job, tmp_path)
     assert result.outcome == "succeeded", result.message
+    assert set(transport_security(result).values()) == {"off"}
     assert_attack_reached_every_quorum(result)
     assert len(models) == 3 and spread(models) < 0.05, spread(models)
     assert min(accuracies(result)) >= 0.85, result.final_accuracy

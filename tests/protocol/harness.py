@@ -16,8 +16,11 @@ import torch
 from garfield.adapters import create
 from garfield.node import protocol_node
 from garfield.observability.state import NodeState
-from garfield.plan.replicas import NodeConfig, simulated_attack
+from garfield.plan.replicas import NodeConfig, replica_name, simulated_attack
 from garfield.protocol.base import ProtocolNode
+from garfield.security.certificates import KeyPair, issue, new_ca
+from garfield.security.files import TlsMaterial
+from garfield.security.identity import ReplicaIdentity
 from garfield.spec.kinds import Role, Topology
 from garfield.spec.validation import validate_manifest
 from garfield.task import load_task
@@ -70,15 +73,31 @@ class Cluster:
     servers: list[str]
     workers: list[str]
     results: dict[str, Any] = field(default_factory=dict)
+    ca: KeyPair | None = None  # the job's CA when it runs over mutual TLS
+    tasks: dict[str, asyncio.Task[int]] = field(default_factory=dict)  # each node's run(), once started
+
+    def material(self, role: str, index: int, ca: KeyPair | None = None) -> TlsMaterial:
+        """A fresh key and certificate for replica (role, index) of this job, from `ca` (default: the job's)."""
+        ca = ca or self.ca
+        assert ca is not None, "the job runs plaintext"
+        return tls_material(ca, self.nodes[0].config.job, Role(role), index)
 
     def by_role(self, role: str) -> list[ProtocolNode]:
         return [n for n in self.nodes if n.config.role == role]
 
 
-def build(doc: dict[str, Any], replace: dict[tuple[str, int], str] | None = None) -> Cluster:
+def tls_material(ca: KeyPair, job: str, role: Role, index: int, namespace: str = "default") -> TlsMaterial:
+    """What the operator's Secret (or garfield run's folder) gives replica (role, index) of `job`."""
+    pair = issue(ca, ReplicaIdentity(namespace, job, role, index), [replica_name(job, role, index)])
+    return TlsMaterial(ca=ca.certificate, certificate=pair.certificate, key=pair.key)
+
+
+def build(doc: dict[str, Any], replace: dict[tuple[str, int], str] | None = None, tls: bool = False) -> Cluster:
     """Nodes for every replica of `doc`; `replace` maps (role, index) to an address served by
-    something else (a raw impostor), for which no node is built."""
+    something else (a raw impostor), for which no node is built. `tls`: mutual TLS, one CA for the
+    job and one certificate per replica."""
     job = validate_manifest(doc)
+    ca = new_ca(job.name, job.namespace) if tls else None
     spec = job.spec
     decentral = spec.topology is Topology.DECENTRALIZED
     n_servers = 0 if decentral else spec.servers.replicas  # type: ignore[union-attr]
@@ -101,10 +120,12 @@ def build(doc: dict[str, Any], replace: dict[tuple[str, int], str] | None = None
             task = load_task(spec.task.entrypoint, spec.task.args)
             adapter = create("pytorch", task, spec, role, index)
             state = NodeState(job.name, role, index, spec.training.steps, byzantine=bad is not None)
+            material = tls_material(ca, job.name, role, index) if ca is not None else None
             config = NodeConfig(job=job.name, role=role, index=index, spec=spec, listen=addresses[index],
-                                servers=servers, workers=workers, attack=bad)
+                                servers=servers, workers=workers, attack=bad, tls=material,
+                                identity=ReplicaIdentity(job.namespace, job.name, role, index) if ca else None)
             nodes.append(protocol_node(config, adapter, state))
-    return Cluster(nodes, servers, workers)
+    return Cluster(nodes, servers, workers, ca=ca)
 
 
 async def run(cluster: Cluster, timeout: float = 120.0,
@@ -114,7 +135,7 @@ async def run(cluster: Cluster, timeout: float = 120.0,
     ordered = list(cluster.nodes)
     for node in ordered:
         await node.start()
-    tasks = {node.name: asyncio.create_task(node.run()) for node in ordered}
+    tasks = cluster.tasks = {node.name: asyncio.create_task(node.run()) for node in ordered}
     extra = asyncio.create_task(during(cluster)) if during else None
     done, pending = await asyncio.wait(tasks.values(), timeout=timeout)
     for task in pending:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from garfield.launcher import credentials
 from garfield.node import main as node_main
 from garfield.plan import Loopback, make_plan
 from garfield.spec.validation import validate_manifest
@@ -52,6 +53,7 @@ def test_processes_train_and_survive_a_killed_worker(tmp_path: Path) -> None:
     table = {("server", 0): {"grpc": ports[0], "metrics": ports[1]}}
     table.update({("worker", i): {"grpc": ports[2 + 2 * i], "metrics": ports[3 + 2 * i]} for i in range(4)})
     plan = make_plan(job, Loopback(table))
+    credentials.issue_run(plan, tmp_path)  # each replica's TLS folder, as garfield run makes them
     procs: dict[str, subprocess.Popen] = {}
     try:
         for replica in plan.replicas:

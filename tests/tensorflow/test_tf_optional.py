@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from garfield.launcher import credentials
 from garfield.launcher.local import loopback_for
 from garfield.plan import make_plan
 from garfield.spec import load_job
@@ -44,10 +45,13 @@ def test_garfield_imports_validates_and_builds_pytorch_nodes_without_tensorflow(
     assert "valid msmw job 'mnist-msmw-keras'" in done.stdout and "PYTORCH-OK" in done.stdout
 
 
-def test_tensorflow_replica_without_tensorflow_fails_with_install_hint() -> None:
-    """A real `garfield node` replica of the Keras example, configured by the plan's environment."""
+def test_tensorflow_replica_without_tensorflow_fails_with_install_hint(tmp_path: Path) -> None:
+    """A real `garfield node` replica of the Keras example, configured by the plan's environment
+    (with its TLS folder, as garfield run makes it)."""
     job = load_job(ROOT / "examples" / "mnist-msmw-keras.yaml")
-    replica = make_plan(job, loopback_for(job)).by_role("worker")[0]
+    plan = make_plan(job, loopback_for(job))
+    credentials.issue_run(plan, tmp_path)
+    replica = plan.by_role("worker")[0]
     done = _python("from garfield.node import main; sys.exit(main())", env=replica.env)
     assert done.returncode == 1, (done.stdout, done.stderr)
     output = done.stdout + done.stderr

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
 from garfield.launcher import children as proc
+from garfield.launcher import credentials, lifeline
 from garfield.launcher import forkserver as fs
-from garfield.launcher import lifeline
 from garfield.launcher.display import Display, progress_of
 from garfield.launcher.ports import loopback_table
 from garfield.launcher.summary import FAILED, SUCCEEDED, RunResult, collect_models
@@ -120,6 +120,7 @@ def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None
     models_dir = Path(job.spec.output_path) if job.spec.output_path else (output_dir / "models").resolve()
     for replica in plan.replicas:
         replica.env[ENV_OUTPUT_DIR] = str(models_dir)
+    tls_dir = credentials.issue_run(plan, output_dir)  # spec.security.mutualTLS: a temporary CA for this run
     started = time.monotonic()
     use_server = fs.enabled() if fork_server is None else fork_server
     server = start_fork_server(job, plan, command, output_dir / "logs" / "forkserver.log") if use_server else None
@@ -144,6 +145,7 @@ def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None
             if supervisor.forkserver is not None:
                 supervisor.forkserver.close()
             supervisor.watcher.merge_final_logs()
+            credentials.remove_run(tls_dir)
             wall = time.monotonic() - started
             result = RunResult(
                 job=job.name, topology=plan.topology, outcome=outcome, message=message,

@@ -7,11 +7,14 @@ file system: the same job and addressing always give the same plan (a unit test 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from garfield.plan.addressing import Addressing
+from garfield.security.files import TlsMaterial
+from garfield.security.identity import ReplicaIdentity
 from garfield.spec import contract
 from garfield.spec.kinds import Role, Topology
 from garfield.spec.model import AttackSpec, JobSpec, gpu_count
@@ -23,6 +26,10 @@ SERVER, WORKER, PEER = Role.SERVER, Role.WORKER, Role.PEER
 NODE_COMMAND: tuple[str, ...] = ("python", "-m", "garfield", "node")
 
 # The environment contract between the plan and `garfield node`: garfield.spec.contract (ENV_*).
+
+# Where a pod finds its own TLS key, certificate and job CA (its Secret, mounted read-only); the
+# local launcher points each process at its own folder of the run instead.
+TLS_MOUNT_PATH = "/var/run/secrets/garfield.dev/tls"
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,10 @@ class NodeConfig:
     metrics_port: int | None = None  # None: no /metrics and /status server
     attack: SimulatedAttack | None = None  # the attack this replica simulates, if any
     output_dir: str | None = None  # where a correct server (peer) writes its final model; None: nowhere
+    # Mutual TLS: the replica's own key, certificate and job CA (None: plaintext), and who its
+    # certificate says it is (checked against job, role and index when the node reads it).
+    tls: TlsMaterial | None = None
+    identity: ReplicaIdentity | None = None
 
     @property
     def name(self) -> str:
@@ -94,6 +105,10 @@ class Replica:
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     address: str = ""
     attack: SimulatedAttack | None = None
+    # Who the replica is to its peers under mutual TLS (None: the job runs plaintext), and the
+    # names its certificate lists (its stable name first: what peers check when they dial it).
+    identity: ReplicaIdentity | None = None
+    dns_names: tuple[str, ...] = ()
 
     @property
     def byzantine(self) -> bool:
@@ -116,6 +131,8 @@ class Replica:
             "nodeSelector": self.node_selector,
             "tolerations": self.tolerations,
             "env": self.env,
+            "identity": self.identity.uri if self.identity is not None else None,
+            "dnsNames": list(self.dns_names),
         }
 
 
@@ -147,6 +164,17 @@ class Plan:
 
 def replica_name(job_name: str, role: str, index: int) -> str:
     return f"{job_name}-{role}-{index}"
+
+
+def dns_names(name: str, address: str) -> tuple[str, ...]:
+    """The names replica `name` is dialed by: its stable name (what peers check), then the host of
+    its address when that is a DNS name (the pod's FQDN on a cluster; loopback addresses are IPs)."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return (name, host) if host and host != name else (name,)
+    return (name,)
 
 
 def simulated_attack(index: int, replicas: int, attack: AttackSpec | None) -> SimulatedAttack | None:
@@ -189,6 +217,8 @@ def make_plan(job: Job, addressing: Addressing) -> Plan:
                 env[contract.ENV_ATTACK] = bad.to_env()
             if spec.output_path:
                 env[contract.ENV_OUTPUT_DIR] = spec.output_path
+            if spec.mutual_tls:
+                env[contract.ENV_TLS_DIR] = TLS_MOUNT_PATH
             for var in role_spec.template.env:
                 env[var["name"]] = var.get("value", "")
             replicas.append(
@@ -204,6 +234,8 @@ def make_plan(job: Job, addressing: Addressing) -> Plan:
                     tolerations=role_spec.template.tolerations,
                     address=addresses[role][index],
                     attack=bad,
+                    identity=ReplicaIdentity(job.namespace, job.name, role, index) if spec.mutual_tls else None,
+                    dns_names=dns_names(name, addresses[role][index]),
                 )
             )
     return Plan(job.name, job.namespace, spec.topology, addressing.service_name(job.name), replicas)

@@ -20,14 +20,16 @@ import grpc.aio
 from garfield.adapters.base import FrameworkAdapter, Tensor
 from garfield.observability import termination
 from garfield.observability.state import NodeState
-from garfield.plan.replicas import NodeConfig
+from garfield.plan.replicas import NodeConfig, replica_name
 from garfield.proto import GRADIENT, KIND_NAMES, MODEL, PROPOSAL, TensorRequest
+from garfield.protocol.authorization import may_request
 from garfield.protocol.board import Board
 from garfield.protocol.quorum import CallPolicy, PeerOrder, adopted_step, gather
+from garfield.security.identity import ReplicaIdentity
 from garfield.spec.kinds import Role
 from garfield.spec.model import GarSpec, JobSpec
 from garfield.transport.client import Peer, tensor_request
-from garfield.transport.server import RequestRejected, start_server, stop_server
+from garfield.transport.server import RequestRejected, ServerTls, start_server, stop_server
 from garfield.wire.codec import Expect, Received, Rejected, dtype_name, encode
 
 log = logging.getLogger("garfield.node")
@@ -120,17 +122,23 @@ class ProtocolNode:
 
     # -- set-up --------------------------------------------------------------------------------
     def _peers(self, role: Role, addresses: Sequence[str]) -> list[Peer]:
-        return [Peer(f"{role}-{i}", a, self.tensor_bytes) for i, a in enumerate(addresses)
-                if f"{role}-{i}" != self.name]
+        # Under mutual TLS each peer must prove it is the replica dialed: its certificate must list
+        # the replica's stable name (the plan's replica_name, its first DNS SAN).
+        return [Peer(f"{role}-{i}", a, self.tensor_bytes, tls=self.config.tls,
+                     tls_name=replica_name(self.config.job, role, i), on_identity_failure=self._on_reject)
+                for i, a in enumerate(addresses) if f"{role}-{i}" != self.name]
 
     async def start(self) -> int:
         self.server_peers = self._peers(Role.SERVER, self.config.servers)
         self.worker_peers = self._peers(self.spec.topology.worker_role, self.config.workers)
+        tls = ServerTls(self.config.tls, self) if self.config.tls is not None else None
         self._server, self.port = await start_server(self, self.config.listen, self.tensor_bytes,
                                                      on_requester_left=self._requester_left,
-                                                     max_streams=STREAMS_PER_REPLICA * len(self.replica_names))
+                                                     max_streams=STREAMS_PER_REPLICA * len(self.replica_names),
+                                                     tls=tls)
         log.info("listening", extra={"fields": {"address": self.config.listen, "port": self.port,
-                                                "params": self.shape[0], "dtype": self.dtype}})
+                                                "params": self.shape[0], "dtype": self.dtype,
+                                                "tls": "mutual" if tls is not None else "off"}})
         return self.port
 
     async def run(self) -> int:
@@ -181,6 +189,28 @@ class ProtocolNode:
 
     async def train(self) -> None:
         raise NotImplementedError
+
+    # -- authorization (Authority, under mutual TLS) --------------------------------------------
+    def authenticate(self, uri: str | None) -> str:
+        """The caller's node name: its certificate (signed by the job's CA, or the handshake failed)
+        must name a replica of this very job."""
+        identity = ReplicaIdentity.parse(uri) if uri else None
+        own = self.config.identity
+        if identity is None:
+            raise RequestRejected("identity", f"the caller's certificate names no replica (URI SAN {str(uri)[:128]!r})")
+        if own is not None and (identity.namespace, identity.job) != (own.namespace, own.job):
+            raise RequestRejected("identity", f"{identity.uri} is not a replica of {own.namespace}/{own.job}")
+        if identity.name not in self.replica_names:
+            raise RequestRejected("identity", f"{identity.uri}: this job has no {identity.name}")
+        return identity.name
+
+    def permit(self, caller: str, request: TensorRequest) -> None:
+        """A request is served only in its caller's own name, and only if the caller's role may ask for it."""
+        if request.requester != caller:
+            raise RequestRejected("impersonation", f"{caller} asked in the name of {request.requester[:64]!r}")
+        role = Role(caller.rsplit("-", 1)[0])
+        if not may_request(self.spec.topology, role, request.kind):
+            raise RequestRejected("forbidden", f"a {role} may not ask for {KIND_NAMES.get(request.kind, request.kind)}")
 
     # -- serving (TensorSource) ----------------------------------------------------------------
     async def serve(self, request: TensorRequest) -> list[bytes]:

@@ -15,10 +15,13 @@ ENV_SERVERS = "GARFIELD_SERVERS"  # comma-separated host:port of every server (i
 ENV_WORKERS = "GARFIELD_WORKERS"  # comma-separated host:port of every worker / peer (index order)
 ENV_ATTACK = "GARFIELD_ATTACK"  # JSON {"name", "params"}; set only on replicas that simulate Byzantine behaviour
 ENV_OUTPUT_DIR = "GARFIELD_OUTPUT_DIR"  # where correct servers (peers) write the final model (spec.output.path)
+# The folder holding the replica's own TLS key and certificate and its job's CA (tls.key, tls.crt,
+# ca.crt: a Kubernetes TLS Secret's keys); set when spec.security.mutualTLS is on.
+ENV_TLS_DIR = "GARFIELD_TLS_DIR"
 
 # What a user's template.env may not set: a replica told another role, index, spec or peer list
 # by its own job would be a Byzantine node the job was not sized for.
 REPLICA_CONTRACT: frozenset[str] = frozenset({
     ENV_JOB_NAME, ENV_ROLE, ENV_INDEX, ENV_SPEC, ENV_LISTEN, ENV_METRICS_PORT, ENV_SERVERS, ENV_WORKERS, ENV_ATTACK,
-    ENV_OUTPUT_DIR,
+    ENV_OUTPUT_DIR, ENV_TLS_DIR,
 })

@@ -127,6 +127,7 @@ class JobSpec:
     run_policy: RunPolicy
     image: str | None
     output_path: str | None = None  # spec.output.path: where correct servers write the final model
+    mutual_tls: bool = True  # spec.security.mutualTLS: replicas authenticate each other (garfield.security)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,5 +229,6 @@ def from_dict(spec: dict[str, Any]) -> JobSpec:
         ),
         image=spec.get("image"),
         output_path=(spec.get("output") or {}).get("path"),
+        mutual_tls=bool((spec.get("security") or {}).get("mutualTLS", True)),
         raw=spec,
     )

@@ -190,6 +190,15 @@ def spec_schema() -> Schema:
                 {"path": _str("Absolute folder inside the pods, on a volume they mount. garfield run writes to the "
                               "run folder's models/ unless a path is given.", pattern=r"^/.*$")},
             ),
+            "security": _obj(
+                "How the job's replicas authenticate each other.",
+                {"mutualTLS": {"type": "boolean", "default": True, "description":
+                               "Mutual TLS between every pair of replicas, with one key per replica: a per-job CA signs a "
+                               "certificate naming each replica (DNS SAN of its stable name, URI SAN "
+                               "garfield://<namespace>/<job>/<role>/<index>); each side checks the other's, and a request "
+                               "is served only when its requester is the authenticated caller and its role may ask for "
+                               "it. false: plaintext gRPC, for trusted networks and measurements only."}},
+            ),
             "image": _str("Container image with Garfield and the task's code. Defaults to the operator's runtime image."),
             "task": _obj(
                 "The user's own training code: an entry point that returns their model, loss, optimizer and data, unchanged.",

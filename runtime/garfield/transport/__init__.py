@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from garfield.transport.throughput import TransferResult
 
 
-def measure_transfer(nbytes: int, repeats: int = 5) -> TransferResult:
+def measure_transfer(nbytes: int, repeats: int = 5, tls: bool = False) -> TransferResult:
     """See :func:`garfield.transport.throughput.measure_transfer` (imported on first use)."""
     from garfield.transport.throughput import measure_transfer as _measure
 
-    return _measure(nbytes, repeats)
+    return _measure(nbytes, repeats, tls=tls)

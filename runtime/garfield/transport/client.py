@@ -21,11 +21,14 @@ stream that broke is replaced by a fresh one at the next fetch.
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
 import grpc
 import grpc.aio
 
 from garfield.proto import EXCHANGE, STATUS, ExchangeReply, StatusReply, StatusRequest, TensorRequest
+from garfield.security.channels import channel_credentials, is_handshake_failure, target_options
+from garfield.security.files import TlsMaterial
 from garfield.transport.channels import channel_options
 from garfield.transport.server import ID_TAG, varint
 from garfield.wire.codec import Assembler, Expect, Received, Rejected
@@ -133,13 +136,38 @@ class _Stream:
         self.inbox.put_nowait(Unreachable(grpc.StatusCode.CANCELLED, "the stream was closed"))
 
 
-class Peer:
-    """One remote node: its identity (e.g. "worker-3"), address, channel and Exchange streams."""
+# How long the probe that asks a failing TLS channel why it failed may take (it does not wait for
+# the channel, so it fails at once with the channel's last error).
+PROBE_SECONDS = 1.0
+PROBE_INTERVAL = 1.0  # and how often, while the channel keeps failing (one count per probe that saw a failed peer check)
 
-    def __init__(self, name: str, address: str, tensor_bytes: int) -> None:
+IdentityFailure = Callable[["Peer", Rejected], None]
+
+
+class Peer:
+    """One remote node: its identity (e.g. "worker-3"), address, channel and Exchange streams.
+
+    With `tls` (this node's own material), the channel is mutual TLS and the handshake checks that
+    the peer's certificate, signed by the job's CA, names `tls_name` (the peer's stable name): a
+    process holding no key of the job, or another replica's key, on this peer's port is refused.
+    Fetches only see such a peer as unreachable (streams wait for a ready channel); a watcher on
+    the channel's state tells `on_identity_failure` each time a connection attempt failed the
+    peer check, so the refusal is counted like any other rejected message."""
+
+    def __init__(self, name: str, address: str, tensor_bytes: int,
+                 tls: TlsMaterial | None = None, tls_name: str | None = None,
+                 on_identity_failure: IdentityFailure | None = None) -> None:
         self.name = name
         self.address = address
-        self.channel = grpc.aio.insecure_channel(address, options=channel_options(tensor_bytes))
+        self.tls = tls is not None
+        self.on_identity_failure = on_identity_failure
+        self._watcher: asyncio.Task[None] | None = None
+        options = channel_options(tensor_bytes)
+        if tls is not None:
+            self.channel = grpc.aio.secure_channel(address, channel_credentials(tls),
+                                                   options=options + target_options(tls_name or name))
+        else:
+            self.channel = grpc.aio.insecure_channel(address, options=options)
         # Raw bytes both ways: requests are framed by hand, replies validated by the Assembler.
         self._exchange: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = self.channel.stream_stream(
             EXCHANGE, request_serializer=None, response_deserializer=None)
@@ -153,6 +181,8 @@ class Peer:
         """The open stream for `kind`; a new one when there is none or it broke (peer restarted...)."""
         if self._closed:
             raise RuntimeError(f"the channel to {self.name} is closed")  # a bug of ours, not the peer's
+        if self.tls and self.on_identity_failure is not None and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_identity(), name=f"tls-watch-{self.name}")
         stream = self._streams.get(kind)
         if stream is None or stream.broken:
             if stream is not None:
@@ -189,6 +219,28 @@ class Peer:
                             stream.send(_cancel_message(request_id))
         except TimeoutError:
             raise Unreachable(grpc.StatusCode.DEADLINE_EXCEEDED, f"no answer within {timeout:g} s") from None
+
+    async def _watch_identity(self) -> None:
+        """While the channel is in TRANSIENT_FAILURE, ask it every PROBE_INTERVAL why (one call that
+        does not wait for the channel, so it fails at once with the channel's last error), and
+        report the failures of the peer check. gRPC keeps a failing channel in TRANSIENT_FAILURE
+        while it retries in the background, so there is no state change to wait for between two
+        failed attempts. A refused connection (peer down, restarting) is not the peer's fault."""
+        assert self.on_identity_failure is not None
+        state = self.channel.get_state(try_to_connect=False)
+        while not self._closed:
+            if state != grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                await self.channel.wait_for_state_change(state)
+                state = self.channel.get_state(try_to_connect=False)
+                continue
+            try:
+                await self._status(StatusRequest(), timeout=PROBE_SECONDS, wait_for_ready=False)
+            except grpc.aio.AioRpcError as exc:
+                if is_handshake_failure(exc.details()):
+                    self.on_identity_failure(self, Rejected(
+                        "identity", f"{self.name} at {self.address} failed authentication: {exc.details()}"))
+            await asyncio.sleep(PROBE_INTERVAL)  # a watchdog's period: gRPC gives no event per failed attempt
+            state = self.channel.get_state(try_to_connect=False)
 
     @staticmethod
     async def _receive(stream: _Stream, request_id: int, expect: Expect) -> Received:
@@ -229,6 +281,8 @@ class Peer:
 
     async def close(self) -> None:
         self._closed = True
+        if self._watcher is not None:
+            self._watcher.cancel()
         for stream in self._streams.values():
             stream.close()
         self._streams.clear()
@@ -241,7 +295,7 @@ def _classify(exc: grpc.aio.AioRpcError) -> Exception:
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return Rejected("oversized", exc.details() or "message over the limit")
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNIMPLEMENTED,
-                grpc.StatusCode.FAILED_PRECONDITION):
+                grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED):
         return Rejected("transport", f"{code.name}: {exc.details()}")
     return Unreachable(code, exc.details() or "")
 

@@ -22,6 +22,8 @@ import grpc
 import grpc.aio
 
 from garfield.proto import SERVICE, ExchangeReply, ExchangeRequest, RequestError, StatusReply, StatusRequest, TensorRequest
+from garfield.security.channels import caller_uri, server_credentials
+from garfield.security.files import TlsMaterial
 from garfield.transport.channels import server_options
 
 log = logging.getLogger("garfield.transport")
@@ -42,6 +44,24 @@ class TensorSource(Protocol):
     def status_json(self) -> str: ...
 
     def count_rejected(self, reason: str, detail: str) -> None: ...
+
+
+class Authority(Protocol):
+    """Who may call, and ask for what: the node's decisions, applied by the service under mutual TLS."""
+
+    def authenticate(self, uri: str | None) -> str:
+        """The caller's node name from its verified certificate's URI SAN; RequestRejected if none may call."""
+
+    def permit(self, caller: str, request: TensorRequest) -> None:
+        """Raise RequestRejected unless `caller` (authenticated) may make `request`."""
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """Mutual TLS for a node's service: its own material and the authority deciding on callers."""
+
+    material: TlsMaterial
+    authority: Authority
 
 
 @dataclass
@@ -101,9 +121,12 @@ class _ExchangeStream:
     coroutine writes answers. The state is one slot (the current job) and a wake-up event, not a
     queue, so a client that sends requests without reading makes the server hold nothing more."""
 
-    def __init__(self, source: TensorSource, stats: ExchangeStats) -> None:
+    def __init__(self, source: TensorSource, stats: ExchangeStats,
+                 caller: str | None = None, authority: Authority | None = None) -> None:
         self.source = source
         self.stats = stats
+        self.caller = caller  # the authenticated caller (mutual TLS), checked on every request
+        self.authority = authority
         self.job: _Job | None = None
         self.wake = asyncio.Event()
         self.closing = False  # the client half-closed: end once the pending answer is written
@@ -159,6 +182,8 @@ class _ExchangeStream:
 
     async def _serve(self, job: _Job, request: TensorRequest) -> None:
         try:
+            if self.authority is not None and self.caller is not None:
+                self.authority.permit(self.caller, request)
             job.messages = await self.source.serve(request)
         except RequestRejected as exc:
             self.source.count_rejected(exc.reason, str(exc))
@@ -227,11 +252,23 @@ RequesterLeft = Callable[[str], None]
 def _handlers(source: TensorSource, stats: ExchangeStats | None = None,
               open_streams: _OpenStreams | None = None,
               on_requester_left: RequesterLeft | None = None,
-              max_streams: int | None = None) -> grpc.GenericRpcHandler:
+              max_streams: int | None = None, authority: Authority | None = None) -> grpc.GenericRpcHandler:
     stats = stats if stats is not None else ExchangeStats()
     registry = open_streams if open_streams is not None else _OpenStreams()
 
+    async def authenticate(context: grpc.aio.ServicerContext[bytes, bytes]) -> str | None:
+        """The authenticated caller (None without TLS); a caller no one may be is refused and counted."""
+        if authority is None:
+            return None
+        try:
+            return authority.authenticate(caller_uri(context))
+        except RequestRejected as exc:
+            source.count_rejected(exc.reason, str(exc))
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        raise AssertionError("unreachable")  # pragma: no cover - abort raises
+
     async def exchange(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
+        caller = await authenticate(context)
         if max_streams is not None and len(registry.streams) >= max_streams:
             # Each open stream may hold an answer in flight (what flow control has not sent yet):
             # a client opening streams it never reads must not make that unbounded.
@@ -239,7 +276,7 @@ def _handlers(source: TensorSource, stats: ExchangeStats | None = None,
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{max_streams} Exchange streams already open")
         stats.streams_opened += 1
         stats.streams_open += 1
-        stream = _ExchangeStream(source, stats)
+        stream = _ExchangeStream(source, stats, caller, authority)
         registry.streams.add(stream)
         if registry.closing:
             stream.finish()
@@ -252,12 +289,15 @@ def _handlers(source: TensorSource, stats: ExchangeStats | None = None,
                 on_requester_left(stream.requester)
 
     async def answer(raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> list[bytes]:
+        caller = await authenticate(context)
         try:
             request = TensorRequest.FromString(raw)
         except Exception:
             source.count_rejected("decode", "undecodable request")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "undecodable TensorRequest")
         try:
+            if authority is not None and caller is not None:
+                authority.permit(caller, request)
             return await source.serve(request)
         except RequestRejected as exc:
             source.count_rejected(exc.reason, str(exc))
@@ -269,6 +309,7 @@ def _handlers(source: TensorSource, stats: ExchangeStats | None = None,
             yield message
 
     async def status(request: StatusRequest, context: grpc.aio.ServicerContext[bytes, bytes]) -> StatusReply:
+        await authenticate(context)  # any replica of the job may read it (the HTTP /status is the operator's)
         return StatusReply(json=source.status_json())
 
     raw = {"request_deserializer": None, "response_serializer": None}  # bytes as they are, both ways
@@ -283,18 +324,24 @@ def _handlers(source: TensorSource, stats: ExchangeStats | None = None,
 async def start_server(source: TensorSource, listen: str, tensor_bytes: int,
                        stats: ExchangeStats | None = None,
                        on_requester_left: RequesterLeft | None = None,
-                       max_streams: int | None = None) -> tuple[grpc.aio.Server, int]:
+                       max_streams: int | None = None, tls: ServerTls | None = None) -> tuple[grpc.aio.Server, int]:
     """Bind `listen` ("host:port"; port 0 picks a free one) and start serving. Returns the server and
     its port. `stats`, when given, counts what the server's Exchange streams do. `on_requester_left(name)`
     is called when an Exchange stream ends, with the requester name its requests carried: the peer
     closed its channel (it is done, or gone), so a node waiting at the end for that peer's last
     request can stop waiting (a broken stream that the peer reopens simply requests again).
     `max_streams`: at most that many Exchange streams open at once; more are refused
-    (RESOURCE_EXHAUSTED, counted under reason "streams")."""
+    (RESOURCE_EXHAUSTED, counted under reason "streams"). `tls`: serve over mutual TLS only (a client
+    without a certificate of the job's CA fails the handshake), each call's caller authenticated and
+    each request permitted by `tls.authority`; None: plaintext."""
     server = grpc.aio.server(options=server_options(tensor_bytes))
     open_streams = _OpenStreams()
-    server.add_generic_rpc_handlers((_handlers(source, stats, open_streams, on_requester_left, max_streams),))
-    port = server.add_insecure_port(listen)
+    authority = tls.authority if tls is not None else None
+    server.add_generic_rpc_handlers((_handlers(source, stats, open_streams, on_requester_left, max_streams, authority),))
+    if tls is not None:
+        port = server.add_secure_port(listen, server_credentials(tls.material))
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot bind gRPC address {listen!r} (in use?)")
     await server.start()

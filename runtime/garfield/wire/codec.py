@@ -78,7 +78,7 @@ class Rejected(Exception):
     """A received message that must not be used. `reason` is a short, stable metric label."""
 
     REASONS = ("decode", "kind", "sender", "dtype", "shape", "size", "oversized", "truncated", "stale", "step",
-               "nonfinite", "transport", "requester", "streams")
+               "nonfinite", "transport", "requester", "streams", "identity", "impersonation", "forbidden")
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
