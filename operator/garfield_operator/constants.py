@@ -27,6 +27,12 @@ ANNOTATION_SPEC_HASH = f"{PREFIX}/spec-hash"
 FINALIZER = f"{PREFIX}/operator"
 
 CONTAINER_NAME = "garfield"
+TLS_VOLUME = "tls"  # the replica's own Secret (mutual TLS), mounted read-only at garfield.plan's TLS_MOUNT_PATH
+# The pods' fsGroup when they mount a key: the Secret's files are then group-owned by it and mode
+# 0440, readable by the node's process whatever UID its image runs as (the project's image is
+# 10001:10001; the supplementary group reaches users of images built FROM it too), never by others.
+TLS_FS_GROUP = 10001
+TLS_FILE_MODE = 0o440
 PORT_GRPC_NAME = "grpc"
 PORT_METRICS_NAME = "metrics"
 
@@ -64,6 +70,7 @@ R_UNSCHEDULABLE = "Unschedulable"
 R_CONTAINER_CONFIG = "CreateContainerConfigError"
 R_PODS_HEALTHY = "PodsHealthy"
 R_TTL_EXPIRED = "TTLExpired"
+R_FOREIGN_CA_SECRET = "ForeignCASecret"  # the job's CA Secret name is taken by a Secret it does not own
 
 # Role -> status.replicaStatuses key (peers of a decentralized job are its workers).
 # Keyed by role name: pod labels carry the plain string (Role is a str enum, so its members match too).

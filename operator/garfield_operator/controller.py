@@ -1,7 +1,8 @@
 """Level-triggered reconciliation: read the job, its pods and service; decide; apply.
 
 kopf's watches only say *which* job to look at (see ``handlers``); each pass then reads fresh state
-from the apiserver (a GET, a label-selected LIST and a GET), so a decision never rests on a stale
+from the apiserver (a GET, a label-selected LIST and a GET, plus the job's NetworkPolicy and, under
+mutual TLS, its CA Secret, each a GET by name), so a decision never rests on a stale
 cache, and a restarted operator picks up exactly where the cluster is. Deletions go before
 creations (a failed pod must be gone before its replacement takes the name), creations run
 concurrently, and every error is retried with per-job exponential backoff.
@@ -16,9 +17,13 @@ import os
 import time
 from typing import Any
 
+from garfield.plan import Replica
+from garfield.security.certificates import KeyPair
+
 from garfield_operator import constants as C
 from garfield_operator import progress as P
 from garfield_operator import status as S
+from garfield_operator.credentials import Credentials, ForeignSecret, classify, key_pair, wants_tls
 from garfield_operator.kube import ApiError, Body, Client, core_path, jobs_path, network_policies_path
 from garfield_operator.metrics import Metrics
 from garfield_operator.reconcile import Decision, Event, Observed, StatusTarget, decide
@@ -40,6 +45,7 @@ class Controller:
                  *, resync_interval: float = 300.0) -> None:
         self.config = config
         self.client = client
+        self.credentials = Credentials(client)
         self.metrics = metrics
         self.source = source
         self.queue: WorkQueue[tuple[str, str]] = WorkQueue()  # (namespace, job name)
@@ -122,17 +128,21 @@ class Controller:
                 return {}  # none is made: count it as there
             return await self.client.get_or_none(network_policies_path(namespace, name))
 
-        pods, service, policy = await asyncio.gather(
+        async def ca_secret() -> Body | None:
+            return await self.credentials.read_ca(job) if wants_tls(job) else None
+
+        pods, service, policy, ca = await asyncio.gather(
             self.client.list(core_path(namespace, "pods"), f"{C.LABEL_JOB}={name}"),
             self.client.get_or_none(core_path(namespace, "services", name)),
             network_policy(),
+            ca_secret(),
         )
         owned = [p for p in pods if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or [])]
         now = utcnow()
         observed = Observed(job, owned, service is not None, now, self.progress.get(key),
-                            network_policy_exists=policy is not None)
+                            network_policy_exists=policy is not None, ca_secret=classify(ca, job))
         decision = decide(observed, self.config.runtime_image, self.network)
-        errors = await self._apply(job, decision, now)
+        errors = await self._apply(job, decision, now, ca)
         self.metrics.set_phase(key, decision.phase)
         if decision.progress_targets:
             self.targets[key] = decision.progress_targets
@@ -143,7 +153,9 @@ class Controller:
         if decision.requeue_after is not None:
             self.queue.add_after(key, decision.requeue_after)
 
-    async def _apply(self, job: dict[str, Any], d: Decision, now: dt.datetime) -> list[Exception]:
+    async def _apply(self, job: dict[str, Any], d: Decision, now: dt.datetime,
+                     ca_secret: Body | None = None) -> list[Exception]:
+        """`ca_secret`: the job's CA Secret as read for this pass (mutual TLS), signing its certificates."""
         meta = job["metadata"]
         ns, name = meta["namespace"], meta["name"]
         errors: list[Exception] = []
@@ -166,8 +178,20 @@ class Controller:
                 errors.append(exc)
                 d.events.append(Event("Warning", "FailedCreate", f"network policy {name}: {exc.message}"))
         if d.create_pods:
+            ca: KeyPair | None = None
+            if d.issue_certificates:
+                try:
+                    if d.create_ca or ca_secret is None:
+                        ca = await self.credentials.create_ca(job)
+                    else:
+                        ca = key_pair(ca_secret)
+                except (ApiError, ForeignSecret) as exc:
+                    errors.append(exc)
+                    d.events.append(Event("Warning", "FailedCreate", f"CA secret of job {name}: {exc}"))
+            certificates = {r.name: r for r in d.issue_certificates}
             results = await self.client.gather(
-                [self.client.create(core_path(ns, "pods"), pod) for pod in d.create_pods], limit=32)
+                [self._create_pod(job, pod, certificates.get(pod["metadata"]["name"]), ca) for pod in d.create_pods],
+                limit=32)
             self.metrics.pods_created.inc(sum(1 for r in results if isinstance(r, dict)))
             for pod, result in zip(d.create_pods, results, strict=True):
                 if isinstance(result, Exception):
@@ -188,6 +212,16 @@ class Controller:
             level = logging.WARNING if ev.type == "Warning" else logging.INFO
             log.log(level, "%s: %s", ev.reason, ev.message, extra={"job": f"{ns}/{name}", "reason": ev.reason})
         return errors
+
+    async def _create_pod(self, job: dict[str, Any], pod: dict[str, Any], certificate: Replica | None,
+                          ca: KeyPair | None) -> Body | None:
+        """Create one pod; under mutual TLS, first give its replica a fresh key in its own Secret
+        (the rotation on every (re)creation): a pod is never created before its key."""
+        if certificate is not None:
+            if ca is None:
+                return None  # the job's CA could not be had this pass (reported once); retried
+            await self.credentials.rotate(job, ca, certificate)
+        return await self.client.create(core_path(job["metadata"]["namespace"], "pods"), pod)
 
     async def _post_event(self, job: dict[str, Any], ev: Event, now: dt.datetime) -> None:
         meta = job["metadata"]

@@ -3,7 +3,7 @@
 kopf has no public client for objects other than the one it hands to a handler. Why not the
 `kubernetes` package: it is synchronous (a thread per in-flight call) and adds 22 MB of resident
 memory once its API classes load (docs/operator.md, "What is kopf's and what is ours"); the
-operator only needs create/get/list/patch/delete on a handful of resources, and kopf already ships
+operator only needs create/get/list/patch/replace/delete on a handful of resources, and kopf already ships
 aiohttp. Credentials come from kopf's own login functions
 (service account in a pod, else the kubeconfig), so kopf and this client always talk to the same
 server as the same user.
@@ -123,6 +123,10 @@ class Client:
             if exc.status == 409 and exc.reason == "AlreadyExists":
                 return None
             raise
+
+    async def replace(self, path: str, body: Body) -> Body:
+        """Replace (PUT) the whole object, whatever its current version: for objects only we write."""
+        return await self.request("PUT", path, body=body)
 
     async def merge_patch(self, path: str, body: Body) -> Body:
         return await self.request("PATCH", path, body=body, content_type="application/merge-patch+json")

@@ -26,6 +26,10 @@ RULES: list[Rule] = [
     {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "create"]},
     # Events about jobs (the operator's own, and kopf's on handler errors).
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    # Mutual TLS: each job's CA Secret (created once, read back by name to sign) and one Secret per
+    # replica (created, replaced with a fresh key when its pod is recreated). Never list or watch:
+    # the operator names the Secrets it reads, so it cannot enumerate anyone else's.
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "update"]},
 ]
 
 # Only with --network-policy: each job's own NetworkPolicy (the controller GETs and creates it).

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 from garfield.observability import termination
-from garfield.plan import ClusterDNS, Plan, make_plan
+from garfield.plan import ClusterDNS, Plan, Replica, make_plan
 from garfield.spec.kinds import Role
 from garfield.spec.validation import InvalidJob, Job, validate_manifest
 
@@ -25,6 +26,7 @@ from garfield_operator.observe import PodView, view
 from garfield_operator.policies import cleanup, completion, deadline, failure, suspend, ttl
 
 Manifest = dict[str, Any]
+Problem = tuple[str, str, str, str]  # (kind, name, reason, problem) of an object that holds the job back
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,21 @@ class StatusTarget:
     port: int
 
 
+class CaSecret(enum.Enum):
+    """The job's CA Secret (mutual TLS) as observed: what certificates may be signed with."""
+
+    OURS = "ours"  # owned by this job: sign with it
+    MISSING = "missing"  # none yet: make one (once) before the first certificate
+    # A Secret of that name the job does not own (a deleted job's of the same name not yet
+    # garbage-collected, or someone else's): never signed with, no pod created until it is gone.
+    FOREIGN = "foreign"
+
+
+# How often a job whose CA Secret name is taken looks again: the operator watches no Secrets, so
+# nothing else says when garbage collection removed the other one.
+FOREIGN_CA_RECHECK_SECONDS = 2.0
+
+
 @dataclass
 class Observed:
     job: Manifest
@@ -58,6 +75,7 @@ class Observed:
     now: dt.datetime
     progress: dict[str, Any] | None = None
     network_policy_exists: bool = True  # the job's own NetworkPolicy (only read when the operator makes them)
+    ca_secret: CaSecret = CaSecret.OURS  # the job's CA Secret (only read for jobs with mutual TLS)
 
 
 @dataclass
@@ -65,6 +83,11 @@ class Decision:
     create_service: Manifest | None = None
     create_network_policy: Manifest | None = None
     create_pods: list[Manifest] = field(default_factory=list)
+    # Mutual TLS: the replicas of create_pods that get a fresh key and certificate in their own
+    # Secret before their pod is created (so a recreated pod never reuses its predecessor's key).
+    # Only which ones: the keys are random, so they are made where the decision is applied.
+    issue_certificates: list[Replica] = field(default_factory=list)
+    create_ca: bool = False  # make the job's CA and its Secret first (the job has none yet)
     delete_pods: list[PodDeletion] = field(default_factory=list)
     status_patch: dict[str, Any] | None = None
     events: list[Event] = field(default_factory=list)
@@ -229,7 +252,11 @@ class _Pass:
                        f"backoffLimit {policy.backoff_limit}); {len(outcome.lost.get(v.role, []))} {v.role}s lost, "
                        f"f={spec.tolerated(Role(v.role))} tolerated")
 
-        self.create_missing(plan, image, start is not None, policy.restart_policy)
+        problems: list[Problem] = []
+        if self.tls_ready(plan, problems):
+            self.create_missing(plan, image, start is not None, policy.restart_policy)
+            # The CA is made once, when the first certificate needs it.
+            self.d.create_ca = self.obs.ca_secret is CaSecret.MISSING and bool(self.d.issue_certificates)
         if start is None and self.d.create_pods:
             self.st["startTime"] = S.rfc3339(self.now)
             message = f"created {len(self.d.create_pods)} pods and the headless service {plan.service_name}"
@@ -254,7 +281,7 @@ class _Pass:
             self.finish(C.SUCCEEDED, C.R_SUCCEEDED, message, policy)
             return
 
-        self.degraded()
+        self.degraded(problems)
         self.set_phase(plan, spec, outcome)
         self.progress(plan, spec)
 
@@ -270,18 +297,37 @@ class _Pass:
                 continue
             self.d.create_pods.append(
                 rendering.render_pod(self.job, plan, replica, image, replacement=started, digest=digest))
+            if replica.identity is not None:
+                self.d.issue_certificates.append(replica)
 
-    def degraded(self) -> None:
-        stuck = [v for v in self.views.values() if v.problem_reason and v.name not in self.deleting]
+    def tls_ready(self, plan: Plan, problems: list[Problem]) -> bool:
+        """Whether pods may be created as far as mutual TLS goes: the job's CA Secret is its own or
+        not there yet (then made before the first certificate). A CA Secret of another owner stops
+        pod creation (a problem in the Degraded condition) and is looked at again shortly."""
+        if not any(r.identity is not None for r in plan.replicas):
+            return True
+        if self.obs.ca_secret is CaSecret.FOREIGN:
+            name = rendering.ca_secret_name(self.meta["name"])
+            problems.append(("secret", name, C.R_FOREIGN_CA_SECRET,
+                             "exists but is not owned by this job (a deleted job's of the same name, not yet "
+                             "garbage-collected?); no pod is created until it is gone"))
+            self.d.requeue(FOREIGN_CA_RECHECK_SECONDS)
+            return False
+        return True
+
+    def degraded(self, problems: list[Problem]) -> None:
+        """(kind, name, reason, problem) of each stuck pod and of `problems`, in the Degraded condition."""
+        stuck = [("pod", v.name, v.problem_reason, v.problem) for v in sorted(self.views.values(), key=lambda v: v.name)
+                 if v.problem_reason and v.name not in self.deleting] + problems
         before = S.get_condition(self.prev, C.COND_DEGRADED)
         if stuck:
-            reason = stuck[0].problem_reason
-            message = "; ".join(f"{v.name}: {v.problem}" for v in sorted(stuck, key=lambda v: v.name))
+            reason = stuck[0][2]
+            message = "; ".join(f"{name}: {problem}" for _, name, _, problem in stuck)
             self.cond(C.COND_DEGRADED, True, reason, message)
             seen = before.get("message", "") if before and before.get("status") == "True" else ""
-            for v in stuck:  # one Warning per pod and problem, when it first shows up
-                if f"{v.name}: {v.problem}" not in seen:
-                    self.event("Warning", v.problem_reason, f"pod {v.name}: {v.problem}")
+            for kind, name, why, problem in stuck:  # one Warning per object and problem, when it first shows up
+                if f"{name}: {problem}" not in seen:
+                    self.event("Warning", why, f"{kind} {name}: {problem}")
         elif before is not None and before.get("status") == "True":
             self.cond(C.COND_DEGRADED, False, C.R_PODS_HEALTHY, "no pod is stuck")
 

@@ -6,20 +6,32 @@ gets one headless service publishing not-ready addresses, so peers resolve each 
 start, and (with --network-policy) its own NetworkPolicy. Pods use ``restartPolicy: Never``: a
 restart must be visible to the operator, which counts it against the job's f and backoffLimit and
 recreates the pod under the same name.
+
+Under mutual TLS (``spec.security.mutualTLS``, on by default) the job also has a CA Secret and each
+replica its own TLS Secret, which only that replica's pod mounts: a Byzantine replica holds its own
+key and no other, so it cannot pass for another replica. The key pairs themselves are made where
+the decision is applied (``garfield_operator.credentials``: keys are random); here they are only
+put into manifests.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from garfield.plan import Plan, Replica
+from garfield.plan.replicas import TLS_MOUNT_PATH
+from garfield.security.certificates import KeyPair
+from garfield.security.files import CA_FILE, CERT_FILE, KEY_FILE
 
 from garfield_operator import constants as C
 
 Manifest = dict[str, Any]
+
+CA_KEY_FILE = "ca.key"  # the CA Secret's key besides ca.crt (garfield.security.files names the rest)
 
 
 def owner_reference(job: Manifest) -> Manifest:
@@ -59,6 +71,73 @@ def spec_hash(plan: Plan, image: str) -> str:
     """A short digest of what the pods run; pods record it so a spec change is visible."""
     payload = json.dumps([image, [r.to_dict() for r in plan.replicas]], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def ca_secret_name(job_name: str) -> str:
+    """The job's CA (certificate and key): read only by the operator, mounted by no pod."""
+    return f"{job_name}-ca"
+
+
+def tls_secret_name(pod_name: str) -> str:
+    """One replica's key, certificate and job CA certificate: mounted by that replica's pod only."""
+    return f"{pod_name}-tls"
+
+
+def render_ca_secret(job: Manifest, ca: KeyPair) -> Manifest:
+    """The job's CA as a Secret owned by the job (garbage-collected with it). The operator reads it
+    back to sign each later certificate, so a restarted operator keeps signing with the same CA."""
+    meta = job["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": ca_secret_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": job_labels(meta["name"]),
+            "ownerReferences": [owner_reference(job)],
+        },
+        "data": {CA_FILE: _b64(ca.certificate), CA_KEY_FILE: _b64(ca.key)},
+    }
+
+
+def render_tls_secret(job: Manifest, replica: Replica, ca_certificate: bytes, own: KeyPair) -> Manifest:
+    """A replica's own kubernetes.io/tls Secret: its key and certificate, and the CA certificate
+    (never the CA key) it checks its peers against."""
+    meta = job["metadata"]
+    labels = job_labels(meta["name"]) | {C.LABEL_ROLE: replica.role, C.LABEL_INDEX: str(replica.index)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {
+            "name": tls_secret_name(replica.name),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference(job)],
+        },
+        "data": {CERT_FILE: _b64(own.certificate), KEY_FILE: _b64(own.key), CA_FILE: _b64(ca_certificate)},
+    }
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _mount_tls(replica: Replica, pod_spec: Manifest, container: Manifest) -> None:
+    """Mount the replica's own Secret, read-only, where the plan's GARFIELD_TLS_DIR points. The
+    files are listed (a Secret missing one keeps the pod from starting, with a clear event) and
+    mode 0440 under the pod's fsGroup: readable by the node's process, by nobody else."""
+    pod_spec["volumes"] = [{
+        "name": C.TLS_VOLUME,
+        "secret": {
+            "secretName": tls_secret_name(replica.name),
+            "defaultMode": C.TLS_FILE_MODE,
+            "items": [{"key": key, "path": key} for key in (CA_FILE, CERT_FILE, KEY_FILE)],
+        },
+    }]
+    pod_spec["securityContext"] = {"fsGroup": C.TLS_FS_GROUP}
+    container["volumeMounts"] = [{"name": C.TLS_VOLUME, "mountPath": TLS_MOUNT_PATH, "readOnly": True}]
 
 
 def render_pod(job: Manifest, plan: Plan, replica: Replica, image: str, *, replacement: bool = False,
@@ -103,6 +182,8 @@ def render_pod(job: Manifest, plan: Plan, replica: Replica, image: str, *, repla
         "enableServiceLinks": False,
         "containers": [container],
     }
+    if replica.identity is not None:
+        _mount_tls(replica, pod_spec, container)
     if replica.node_selector:
         pod_spec["nodeSelector"] = dict(replica.node_selector)
     if replica.tolerations:

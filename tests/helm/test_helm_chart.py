@@ -27,6 +27,7 @@ ALLOWED_RULES: dict[tuple[str, str], set[str]] = {
     ("", "pods"): {"list", "watch", "create", "delete"},
     ("", "services"): {"get", "list", "watch", "create"},
     ("", "events"): {"create"},
+    ("", "secrets"): {"get", "create", "update"},  # mutual TLS: by name only, never list or watch
     ("networking.k8s.io", "networkpolicies"): {"get", "create"},
     ("kopf.dev", "kopfpeerings"): {"list", "watch", "patch"},
     ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"},

@@ -48,14 +48,19 @@ NEEDED = [
     ("list", "pods", []), ("watch", "pods", []), ("create", "pods", []), ("delete", "pods", []),
     ("get", "services", []), ("list", "services", []), ("watch", "services", []), ("create", "services", []),
     ("create", "events", []),
+    # mutual TLS: the jobs' CA Secrets and one Secret per replica, by name.
+    ("get", "secrets", []), ("create", "secrets", []), ("update", "secrets", []),
     # networkPolicy.perJob (on by default): each job's own NetworkPolicy.
     ("get", "networkpolicies.networking.k8s.io", []), ("create", "networkpolicies.networking.k8s.io", []),
 ]
-# (verb, resource, extra args) it must be denied: secrets everywhere, anything it does not use,
-# and everything outside its watched namespaces.
+# (verb, resource, extra args) it must be denied: listing or watching secrets anywhere (it only
+# reads the ones it names), deleting or patching them, anything it does not use, and everything
+# outside its watched namespaces.
 DENIED = [
-    ("get", "secrets", []), ("list", "secrets", []), ("watch", "secrets", []),
-    ("list", "secrets", ["-n", RELEASE_NAMESPACE]), ("get", "secrets", ["-A"]),
+    ("list", "secrets", []), ("watch", "secrets", []), ("delete", "secrets", []), ("patch", "secrets", []),
+    ("list", "secrets", ["-n", RELEASE_NAMESPACE]), ("get", "secrets", ["-n", RELEASE_NAMESPACE]),
+    ("get", "secrets", ["-n", UNWATCHED]), ("create", "secrets", ["-n", UNWATCHED]), ("get", "secrets", ["-A"]),
+    ("list", "secrets", ["-A"]),
     ("get", "configmaps", []), ("create", "deployments.apps", []), ("create", "jobs.batch", []),
     ("create", "pods", ["--subresource=exec"]), ("get", "pods", ["--subresource=log"]),
     ("patch", "pods", []), ("update", "pods", []),
@@ -197,7 +202,7 @@ def test_operator_account_can_do_what_it_needs(release: Release) -> None:
     assert not missing, f"{SA} lacks: {missing}"
 
 
-def test_operator_account_cannot_read_secrets_or_touch_anything_else(release: Release) -> None:
+def test_operator_account_cannot_list_secrets_or_touch_anything_else(release: Release) -> None:
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda c: release.can_i(*c), DENIED))
     allowed = [f"{verb} {res} {' '.join(extra)}".strip() for (verb, res, extra), ok in zip(DENIED, answers, strict=True) if ok]
@@ -249,13 +254,22 @@ def test_operator_reconciles_a_job_under_the_chart_service_account(release: Rele
     wait_for("an event on the job", lambda: (e := release.get("events", "-n", WATCHED, "--field-selector",
                                                                 f"involvedObject.name={name}")) and e["items"])
 
-    # A worker fails: the operator deletes the failed pod and creates a replacement (within f=1).
+    # Mutual TLS (on by default): the job's CA Secret and each replica's own, created as this account.
+    ca = release.get("secret", f"{name}-ca", "-n", WATCHED)
+    assert ca is not None and ca["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+    victim_secret = release.get("secret", f"{name}-worker-1-tls", "-n", WATCHED)
+    assert victim_secret is not None and victim_secret["type"] == "kubernetes.io/tls"
+
+    # A worker fails: the operator deletes the failed pod and creates a replacement (within f=1),
+    # with a fresh key in its Secret (a replace: the update verb).
     kubelet = FakeKubelet(release.plane.api_client())
     victim = next(p for p in pods if p["metadata"]["name"] == f"{name}-worker-1")
     kubelet.exit(WATCHED, victim["metadata"]["name"], code=1)
     wait_for("the failed worker's replacement", lambda: any(
         p["metadata"]["name"] == victim["metadata"]["name"] and p["metadata"]["uid"] != victim["metadata"]["uid"]
         for p in _pods(release, name)))
+    rotated = release.get("secret", f"{name}-worker-1-tls", "-n", WATCHED)
+    assert rotated is not None and rotated["data"]["tls.key"] != victim_secret["data"]["tls.key"]
 
     assert operator.poll() is None, log.read_text()[-3000:]
     errors = _permission_errors(log.read_text())

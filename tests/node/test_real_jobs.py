@@ -263,6 +263,11 @@ def test_example_trains_as_pods(cluster: Cluster, real_cluster: RealCluster, rel
     entries = [json.loads(line) for line in lines if line.startswith("{")]
     assert entries and all("msg" in e and "level" in e for e in entries), lines[-5:]
     assert any(e.get("msg") == "done" for e in entries), lines[-5:]
+    # Mutual TLS (spec.security.mutualTLS, on by default): the primary served authenticated peers
+    # only, from the key in its own Secret (the node refuses to start on one that is not its own).
+    assert any(e.get("msg") == "listening" and e.get("tls") == "mutual" for e in entries), lines[:10]
+    secret = cluster.json("-n", WATCHED, "get", "secret", f"{name}-{primary}-0-tls")
+    assert secret["type"] == "kubernetes.io/tls" and secret["metadata"]["ownerReferences"][0]["kind"] == "ByzantineTrainingJob"
     # It trained behind its own NetworkPolicy (the chart's networkPolicy.perJob), accepted by the
     # apiserver: gRPC only from this job's pods, status only from the operator's pods. The test
     # node's CNI bridge does not enforce policies, so this shows the policy made and accepted,

@@ -239,3 +239,53 @@ def test_deleting_a_pod_removes_its_netns(real_cluster: RealCluster, ns: str) ->
     real_cluster.kubectl("-n", ns, "delete", "pod", "ephemeral", "--wait=false")
     wait_for(lambda: real_cluster.node.netns_for_ip(ip) is None and not netns.exists(),
              60, f"netns {netns} of the deleted pod is still there")
+
+
+TLS_CHECK = """
+import grp, json, os, stat
+folder = os.environ["GARFIELD_TLS_DIR"]
+files = {}
+for name in sorted(os.listdir(folder)):
+    if name.startswith(".."):
+        continue  # kubelet's atomic-writer bookkeeping (..data and its timestamped folder)
+    st = os.stat(os.path.join(folder, name))
+    with open(os.path.join(folder, name), "rb") as handle:
+        head = handle.read(30).decode()
+    files[name] = {"mode": oct(stat.S_IMODE(st.st_mode)), "uid": st.st_uid, "gid": st.st_gid, "head": head}
+print(json.dumps({"uid": os.getuid(), "groups": sorted(os.getgroups()), "files": files}), flush=True)
+"""
+
+
+def test_replica_tls_secret_mount_is_readable_by_the_node_only(real_cluster: RealCluster, ns: str) -> None:
+    """The operator's rendering of a replica's Secret and mount (mode 0440 under fsGroup), on a real
+    kubelet: the node's user (10001, as in the project's image) reads its key; other users cannot."""
+    import datetime as dt
+
+    from garfield.security.certificates import issue, new_ca
+
+    from garfield_operator import rendering
+    from garfield_operator.reconcile import CaSecret, Observed, decide
+
+    from support import manifests
+
+    body = manifests.job("tlsmount", workers=4, worker_f=1, metadata={"namespace": ns, "uid": "uid-tlsmount"})
+    d = decide(Observed(body, [], False, dt.datetime.now(dt.timezone.utc), ca_secret=CaSecret.MISSING), "unused")
+    replica, manifest = d.issue_certificates[0], d.create_pods[0]
+    ca = new_ca("tlsmount", ns)
+    secret = rendering.render_tls_secret(body, replica, ca.certificate, issue(ca, replica.identity, replica.dns_names))
+    for obj in (secret, manifest):
+        del obj["metadata"]["ownerReferences"]  # no such job here: nothing to garbage-collect them with
+    container = manifest["spec"]["containers"][0]
+    container.update(image=real_cluster.test_image(), imagePullPolicy="Never", command=["python3", "-u", "-c", TLS_CHECK])
+    container["securityContext"] |= {"runAsUser": 10001, "runAsGroup": 10001, "runAsNonRoot": True}
+    del container["readinessProbe"]
+    real_cluster.apply(secret, namespace=ns)
+    real_cluster.apply(manifest, namespace=ns)
+    name = manifest["metadata"]["name"]
+    real_cluster.wait_pod(ns, name, ("Succeeded", "Failed"))
+    seen = last_json_line(real_cluster, ns, name)
+    assert seen["uid"] == 10001 and 10001 in seen["groups"], seen
+    assert set(seen["files"]) == {"ca.crt", "tls.crt", "tls.key"}, seen
+    for file in seen["files"].values():
+        assert file["mode"] == "0o440" and file["gid"] == 10001, seen  # group-readable, nothing for others
+    assert seen["files"]["tls.key"]["head"].startswith("-----BEGIN PRIVATE KEY-----"), seen

@@ -1,4 +1,6 @@
-"""The operator works as a ServiceAccount holding only garfield_operator.rbac.RULES (no admin)."""
+"""The operator works as a ServiceAccount holding only garfield_operator.rbac.RULES (no admin), mutual TLS
+included: it makes and reads back each job's CA and rotates a replica's key on recreation, by name,
+without being able to list Secrets."""
 
 from __future__ import annotations
 
@@ -34,6 +36,9 @@ def test_least_privilege_role_is_enough(crd: ControlPlane, jobs: Jobs, kubelet: 
     # Without the binding's rules it could not even read pods cluster-wide:
     denied = crd.kubectl("--kubeconfig", kubeconfig, "get", "pods", "-A", check=False)
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+    # Secrets only by name (the jobs' CAs and replica keys): it can never list what is there.
+    denied = crd.kubectl("--kubeconfig", kubeconfig, "get", "secrets", "-n", NS, check=False)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
 
     op = OperatorProcess(crd, NS, status_server.port, tmp_path / "op.log", kubeconfig=kubeconfig,
                          extra_args=NETWORK_POLICY_ARGS).start()
@@ -46,9 +51,12 @@ def test_least_privilege_role_is_enough(crd: ControlPlane, jobs: Jobs, kubelet: 
         networking = client.NetworkingV1Api(jobs.core.api_client)
         wait_for(lambda: networking.list_namespaced_network_policy(NS).items, what="the job's NetworkPolicy")
         uid = pods["rbac-worker-1"].metadata.uid
+        key = jobs.core.read_namespaced_secret("rbac-worker-1-tls", NS).data["tls.key"]
         kubelet.exit(NS, "rbac-worker-1", 1)
         wait_for(lambda: (p := jobs.pods(NS).get("rbac-worker-1")) is not None and p.metadata.uid != uid,
                  what="pod recreated (delete + create)")
+        # ... with a fresh key in its Secret (replaced: the update verb), signed by the CA read back (get).
+        assert jobs.core.read_namespaced_secret("rbac-worker-1-tls", NS).data["tls.key"] != key
         wait_for(lambda: jobs.events(NS, "PodFailed") and jobs.events(NS, "PodsCreated"), what="events posted")
         kubelet.exit(NS, "rbac-server-0", 0)
         wait_for(lambda: jobs.get(NS, "rbac") is None, what="TTL deleted the job")
