@@ -21,11 +21,16 @@ For each run it reports, next to the twin's figure and their ratio:
      step" and "done" log lines as bench/startup.py does (its log readers), against this
      process's clock around `launch()`;
 then measures the gRPC transfer speed of a 100 MB tensor between two processes
-(garfield.transport.measure_transfer). Results go to bench/results/throughput.md (and .json).
+(garfield.transport.measure_transfer), and the cost of mutual TLS (issue 16):
+  * the same 100 MB transfer, plaintext and over mutual TLS (a throwaway CA and two certificates),
+    in alternating rounds: MB/s and seconds per fetch, median and range;
+  * steps/s (and CPU ms/step) of real runs of TLS_JOBS with spec.security.mutualTLS on and off,
+    --tls-repeats times each, alternating which variant goes first: median and range.
+Results go to bench/results/throughput.md (and .json).
 Targets (docs/design.md / issue 7): attacked >= 0.6x plain steps/s; transfer >= 1 GB/s. Nothing is
 asserted: the targets are reported next to the figures.
 
-    python bench/throughput.py [--steps 200] [--transfer-mb 100] [MANIFEST ...]
+    python bench/throughput.py [--steps 200] [--transfer-mb 100] [--tls-repeats 3] [MANIFEST ...]
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ JOBS = [
     "examples/mnist-msmw-keras.yaml",  # the same job in Keras: TensorFlow vs PyTorch side by side
     "examples/mnist-msmw-convnet.yaml",  # the same job with the MNIST convnet (about twice the parameters)
 ]
+# Run with spec.security.mutualTLS on and off (issue 16): a replicated and a single-server job.
+TLS_JOBS = ["examples/mnist-msmw.yaml", "examples/mnist-ssmw.yaml"]
 TARGET_RATIO = 0.6
 TARGET_TF_RATIO = 0.7  # issue 3: the TensorFlow job >= 0.7x the PyTorch job's steps/s (same model size)
 TARGET_GBPS = 1.0
@@ -85,6 +92,13 @@ def plain_twin(job: Job) -> Job:
     spec["workers"]["byzantine"] = 0
     spec["workers"]["gar"] = {"name": "average"}
     return validate_manifest(manifest, source=f"plain twin of {job.name}")
+
+
+def with_mutual_tls(job: Job, on: bool) -> Job:
+    """`job` with spec.security.mutualTLS set to `on` (everything else as written)."""
+    manifest = copy.deepcopy(job.manifest)
+    manifest["spec"].setdefault("security", {})["mutualTLS"] = on
+    return validate_manifest(manifest, source=f"{job.name} with mutualTLS {on}")
 
 
 def _median(values: list[float]) -> float | None:
@@ -398,7 +412,117 @@ def _detail(row: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render(rows: list[dict[str, Any]], transfer: dict[str, Any] | None, env: dict[str, Any]) -> str:
+def _spread(values: list[float]) -> dict[str, Any]:
+    """Median, min and max of `values` (None when empty), and the values."""
+    clean = [float(v) for v in values if isinstance(v, (int, float))]
+    return {"median": _median(clean), "min": min(clean) if clean else None, "max": max(clean) if clean else None,
+            "n": len(clean), "values": clean}
+
+
+def _range(stats: dict[str, Any], spec: str) -> str:
+    """"median (min-max)" of a _spread."""
+    if stats["median"] is None:
+        return "n/a"
+    return f"{format(stats['median'], spec)} ({format(stats['min'], spec)}-{format(stats['max'], spec)})"
+
+
+def measure_tls_transfer(nbytes: int, rounds: int, repeats: int) -> dict[str, Any]:
+    """The transfer probe plaintext and over mutual TLS, `rounds` alternating rounds of each (a fresh
+    server process and channel per round, `repeats` timed fetches after a warm-up)."""
+    from garfield.transport.throughput import measure_transfer
+
+    results: dict[str, list[dict[str, Any]]] = {"plaintext": [], "mutual_tls": []}
+    for index in range(rounds):
+        order = (False, True) if index % 2 == 0 else (True, False)
+        for tls in order:
+            print(f"measuring {nbytes / 1e6:g} MB transfer, {'mutual TLS' if tls else 'plaintext'} "
+                  f"(round {index + 1}/{rounds}) ...", flush=True)
+            results["mutual_tls" if tls else "plaintext"].append(asdict(measure_transfer(nbytes, repeats, tls=tls)))
+    summary: dict[str, Any] = {"bytes": nbytes, "rounds": rounds, "repeats": repeats}
+    for variant, runs in results.items():
+        seconds = [t for r in runs for t in r["seconds"]]
+        summary[variant] = {"seconds": _spread(seconds), "mb_per_s": _spread([nbytes / 1e6 / t for t in seconds]),
+                            "warmup_seconds": _spread([r["warmup_seconds"] for r in runs]), "runs": runs}
+    summary["tls_vs_plaintext"] = _ratio(summary["mutual_tls"]["mb_per_s"]["median"],
+                                         summary["plaintext"]["mb_per_s"]["median"])
+    return summary
+
+
+def run_tls_jobs(manifests: list[str], steps: int, repeats: int, out: Path) -> list[dict[str, Any]]:
+    """Each manifest with mutualTLS on and off, `repeats` runs of each, alternating which goes first."""
+    jobs = [load_job(ROOT / m if not os.path.isabs(m) else m) for m in manifests]
+    runs: dict[tuple[int, bool], list[dict[str, Any]]] = {(i, on): [] for i in range(len(jobs)) for on in (True, False)}
+    for repeat in range(repeats):
+        for i, job in enumerate(jobs):
+            for on in ((True, False) if (repeat + i) % 2 == 0 else (False, True)):
+                print(f"[mutualTLS {'on' if on else 'off'}, repeat {repeat + 1}/{repeats}]", flush=True)
+                runs[(i, on)].append(run(with_mutual_tls(job, on), steps, out / f"mtls-{repeat}-{'on' if on else 'off'}"))
+    rows = []
+    for i, (manifest, job) in enumerate(zip(manifests, jobs, strict=True)):
+        row: dict[str, Any] = {"manifest": manifest, "job": job.name, "steps": steps, "repeats": repeats}
+        for on in (True, False):
+            done = runs[(i, on)]
+            row["on" if on else "off"] = {
+                "steps_per_second": _spread([r["steps_per_second"] for r in done]),
+                "cpu_ms_per_step": _spread([r["cpu"]["all_ms_per_step"] for r in done]),
+                "communication_ms_per_step": _spread([r["ms_per_step"].get("communication") for r in done]),
+                "launch_to_first_step_s": _spread([r["launch_to_first_step_s"] for r in done]),
+                "mb_per_step": _spread([r["tensors"]["mb_per_step"] for r in done]),
+                "outcomes": [r["outcome"] for r in done], "rejected": sum(r["rejected"] for r in done),
+                "accuracy": _spread([r["accuracy"] for r in done]),
+            }
+        row["steps_ratio"] = _ratio(row["on"]["steps_per_second"]["median"], row["off"]["steps_per_second"]["median"])
+        row["cpu_ratio"] = _ratio(row["on"]["cpu_ms_per_step"]["median"], row["off"]["cpu_ms_per_step"]["median"])
+        rows.append(row)
+    return rows
+
+
+def _tls_lines(mtls: dict[str, Any]) -> list[str]:
+    """The cost of mutual TLS: the transfer probe and real runs, each on against off."""
+    lines = ["", "## Mutual TLS: on vs off (issue 16)", "",
+             "The jobs of the tables above run as shipped, so over mutual TLS (spec.security.mutualTLS defaults "
+             "to true). Here the probe and two jobs run with it on and off, side by side.", ""]
+    transfer = mtls.get("transfer")
+    if transfer:
+        p, t = transfer["plaintext"], transfer["mutual_tls"]
+        lines += [f"### {transfer['bytes'] / 1e6:.0f} MB transfer, plaintext vs mutual TLS", "",
+                  f"The probe above, {transfer['rounds']} alternating rounds per variant (a fresh server process, "
+                  f"channel and handshake each), {transfer['repeats']} timed fetches a round: median (min-max) over "
+                  f"the {p['seconds']['n']} fetches of each. Warm-up = the untimed first fetch of a round "
+                  "(connection, TLS handshake, first allocation).", "",
+                  f"| {transfer['bytes'] / 1e6:.0f} MB fetch | MB/s | seconds | warm-up fetch, s |", "|---|---|---|---|",
+                  f"| plaintext | {_range(p['mb_per_s'], '.0f')} | {_range(p['seconds'], '.3f')} | "
+                  f"{_range(p['warmup_seconds'], '.3f')} |",
+                  f"| mutual TLS | {_range(t['mb_per_s'], '.0f')} | {_range(t['seconds'], '.3f')} | "
+                  f"{_range(t['warmup_seconds'], '.3f')} |",
+                  f"| TLS / plaintext | {_fmt(transfer['tls_vs_plaintext'], '.2f')} | "
+                  f"{_fmt(_ratio(t['seconds']['median'], p['seconds']['median']), '.2f')} | |", ""]
+    rows = mtls.get("jobs") or []
+    if rows:
+        lines += ["### steps/s of a real run, mutualTLS on vs off", "",
+                  f"Each job as shipped, through the local launcher, {rows[0]['steps']} steps, "
+                  f"{rows[0]['repeats']} runs per variant interleaved on/off (alternating which goes first): "
+                  "median (min-max) over the runs. steps/s and CPU ms/step as in the tables above.", "",
+                  "| job | steps/s, on | steps/s, off | on / off | CPU ms/step, on | CPU ms/step, off | on / off "
+                  "| communication ms/step, on / off | launch -> first step s, on / off | outcomes |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for row in rows:
+            on, off = row["on"], row["off"]
+            outcomes = sorted(set(on["outcomes"]) | set(off["outcomes"]))
+            lines.append(
+                f"| {row['job']} | {_range(on['steps_per_second'], '.2f')} | {_range(off['steps_per_second'], '.2f')} | "
+                f"{_fmt(row['steps_ratio'], '.2f')} | {_range(on['cpu_ms_per_step'], '.1f')} | "
+                f"{_range(off['cpu_ms_per_step'], '.1f')} | {_fmt(row['cpu_ratio'], '.2f')} | "
+                f"{_fmt(on['communication_ms_per_step']['median'], '.1f')} / "
+                f"{_fmt(off['communication_ms_per_step']['median'], '.1f')} | "
+                f"{_fmt(on['launch_to_first_step_s']['median'], '.2f')} / "
+                f"{_fmt(off['launch_to_first_step_s']['median'], '.2f')} | {', '.join(outcomes)} |")
+        lines.append("")
+    return lines
+
+
+def render(rows: list[dict[str, Any]], transfer: dict[str, Any] | None, env: dict[str, Any],
+           mtls: dict[str, Any] | None = None) -> str:
     lines = ["# Throughput: Byzantine-resilient jobs vs plain single-server averaging", "",
              f"Measured {env['date']} on {env['machine']} ({env['cpus']} CPUs, torch threads per process set by "
              f"`garfield run`), {env['steps']} steps per job, all replicas local processes over gRPC on loopback, "
@@ -457,7 +581,10 @@ def render(rows: list[dict[str, Any]], transfer: dict[str, Any] | None, env: dic
                   f"node transport (chunks of {transfer['chunk_bytes'] / 2**20:.0f} MiB, full validation on receipt), "
                   f"{transfer['repeats']} timed fetches after a warm-up: median {gbps:.2f} GB/s, best "
                   f"{transfer['gbps_best']:.2f} GB/s (target >= 1 GB/s: {'met' if gbps >= TARGET_GBPS else 'MISSED'})."]
-    lines += ["", f"Reproduce: `python bench/throughput.py --steps {env['steps']}`", ""]
+    if mtls:
+        lines += _tls_lines(mtls)
+    lines += ["", f"Reproduce: `python bench/throughput.py --steps {env['steps']}"
+              f"{' --tls-repeats ' + str(env['tls_repeats']) if env.get('tls_repeats') else ''}`", ""]
     return "\n".join(lines)
 
 
@@ -467,6 +594,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--transfer-mb", type=float, default=100.0)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tls-repeats", type=int, default=3,
+                        help="runs per variant of each TLS job and transfer rounds per variant, mutualTLS on vs off (0: skip)")
+    parser.add_argument("--tls-jobs", nargs="*", default=TLS_JOBS, help="manifests run with mutualTLS on and off")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "throughput.md")
     args = parser.parse_args(argv)
 
@@ -478,19 +608,26 @@ def main(argv: list[str] | None = None) -> int:
             job = load_job(ROOT / manifest if not os.path.isabs(manifest) else manifest)
             rows.append({"manifest": manifest, "job": run(job, args.steps, Path(tmp)),
                          "plain": run(plain_twin(job), args.steps, Path(tmp))})
+        mtls: dict[str, Any] = {}
+        if args.tls_repeats > 0 and args.tls_jobs:
+            mtls["jobs"] = run_tls_jobs(args.tls_jobs, args.steps, args.tls_repeats, Path(tmp))
     transfer = None
     if args.transfer_mb > 0:
-        from garfield.transport import measure_transfer
+        from garfield.transport.throughput import measure_transfer
 
         print(f"measuring gRPC transfer of {args.transfer_mb:g} MB ...", flush=True)
         transfer = asdict(measure_transfer(int(args.transfer_mb * 1e6), repeats=args.repeats))
+        if args.tls_repeats > 0:
+            mtls["transfer"] = measure_tls_transfer(int(args.transfer_mb * 1e6), args.tls_repeats, args.repeats)
     env = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),
-           "cpus": os.cpu_count(), "steps": args.steps, "load_before": load_before, "load_after": os.getloadavg()[0],
+           "cpus": os.cpu_count(), "steps": args.steps, "tls_repeats": args.tls_repeats,
+           "load_before": load_before, "load_after": os.getloadavg()[0],
            "bench_seconds": round(time.monotonic() - started, 1)}
-    text = render(rows, transfer, env)
+    text = render(rows, transfer, env, mtls or None)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
-    args.output.with_suffix(".json").write_text(json.dumps({"env": env, "jobs": rows, "transfer": transfer}, indent=2) + "\n")
+    args.output.with_suffix(".json").write_text(json.dumps({"env": env, "jobs": rows, "transfer": transfer,
+                                                                  "mutual_tls": mtls or None}, indent=2) + "\n")
     print(text)
     return 0
 
