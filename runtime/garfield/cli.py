@@ -1,4 +1,4 @@
-"""`garfield` command line: validate, plan, crd, run (local processes) and node (one replica).
+"""`garfield` command line: validate, plan, crd, run (local processes), simulate (one process) and node (one replica).
 
 Subcommands import their machinery lazily so `garfield validate` answers in well under a second
 and works without a tensor library's start-up cost.
@@ -86,6 +86,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from garfield.simulate import simulate_cli
+
+    return simulate_cli(args)
+
+
 def _cmd_node(args: argparse.Namespace) -> int:
     from garfield.launcher.lifeline import exit_now
     from garfield.node import main as node_main
@@ -119,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="print progress lines instead of a live bar")
     p.add_argument("--timeout", type=float, default=None, help="fail the run after this many seconds")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("simulate", help="run a job's protocol nodes in one process, without gRPC (seconds per job)")
+    p.add_argument("file")
+    p.add_argument("--output-dir", default=None, help="folder for the log and summary.json (default: runs/<job>-sim-<time>)")
+    p.add_argument("--steps", type=int, default=None, help="override spec.training.steps")
+    p.add_argument("--no-progress", action="store_true", help="print progress lines instead of a live bar")
+    p.add_argument("--timeout", type=float, default=None, help="fail the simulation after this many seconds")
+    p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("node", help="run one replica (configured by GARFIELD_* environment variables)")
     p.set_defaults(func=_cmd_node)

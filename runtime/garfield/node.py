@@ -257,7 +257,7 @@ async def _run(config: NodeConfig, clock: StartupClock | None = None) -> int:
     try:
         code = await node.run()
         if code == 0:
-            code = _export(config, node)
+            code = export_model(config, node)
         return code
     except asyncio.CancelledError:
         log.warning("stopped by signal")
@@ -267,7 +267,7 @@ async def _run(config: NodeConfig, clock: StartupClock | None = None) -> int:
             metrics.stop()
 
 
-def _export(config: NodeConfig, node: ProtocolNode) -> int:
+def export_model(config: NodeConfig, node: ProtocolNode) -> int:
     """A correct server's (peer's) final model into its output folder, once training is done; a
     simulated Byzantine replica never writes there. A model that cannot be written fails the
     replica (exit 1): the job's result would otherwise be lost without a word."""

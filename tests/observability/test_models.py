@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from garfield.adapters import create
-from garfield.node import _export
+from garfield.node import export_model
 from garfield.observability.models import MANIFEST, ModelError, read_manifest, sha256_of, write_model
 from garfield.plan.replicas import SimulatedAttack
 from garfield.spec.kinds import Role
@@ -72,10 +72,10 @@ def _node(tmp_path: Path, role: Role, attack: SimulatedAttack | None = None, out
 
 
 def test_only_correct_servers_and_peers_write(tmp_path: Path) -> None:
-    assert _export(*_node(tmp_path, Role.SERVER)) == 0
-    assert _export(*_node(tmp_path, Role.PEER)) == 0
-    assert _export(*_node(tmp_path, Role.WORKER)) == 0
-    assert _export(*_node(tmp_path, Role.SERVER, SimulatedAttack("random", {}))) == 0  # a Byzantine server: nothing
+    assert export_model(*_node(tmp_path, Role.SERVER)) == 0
+    assert export_model(*_node(tmp_path, Role.PEER)) == 0
+    assert export_model(*_node(tmp_path, Role.WORKER)) == 0
+    assert export_model(*_node(tmp_path, Role.SERVER, SimulatedAttack("random", {}))) == 0  # a Byzantine server: nothing
     assert sorted(p.name for p in tmp_path.iterdir()) == ["peer-0", "server-0"]
     assert json.loads((tmp_path / "server-0" / MANIFEST).read_text())["step"] == 3
 
@@ -84,5 +84,5 @@ def test_a_model_that_cannot_be_written_fails_the_replica(tmp_path: Path, caplog
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the output folder should be")
     with caplog.at_level(logging.ERROR, logger="garfield.node"):
-        assert _export(*_node(tmp_path, Role.SERVER, output=blocker)) == 1
+        assert export_model(*_node(tmp_path, Role.SERVER, output=blocker)) == 1
     assert any(r.getMessage() == "cannot write the final model" for r in caplog.records)

@@ -6,11 +6,17 @@ replica's lines in its own file and ``kubectl logs`` shows the same lines on a c
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
 import time
 from typing import Any
+
+# The identity of the node whose code is running, when several share a process (`garfield
+# simulate` runs each node's task in a context with it set); merged into that node's lines.
+NODE_IDENTITY: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("garfield_node_identity",
+                                                                                        default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -20,7 +26,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {"ts": round(time.time(), 3), "level": record.levelname.lower(), **self.identity,
-                                 "msg": record.getMessage()}
+                                 **(NODE_IDENTITY.get() or {}), "msg": record.getMessage()}
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update(fields)

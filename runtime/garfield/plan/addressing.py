@@ -84,3 +84,21 @@ class Loopback:
                 table[(role, index)] = {"grpc": port, "metrics": port + 1}
                 port += 2
         return cls(table)
+
+
+@dataclass(frozen=True)
+class InProcess:
+    """Every replica in one process (`garfield simulate`): a replica's address is its node name
+    ("worker-3"), a key of the in-process network; nothing listens on a port."""
+
+    def service_name(self, job_name: str) -> str:
+        return job_name
+
+    def ports(self, role: str, index: int) -> dict[str, int]:
+        return {"grpc": 0, "metrics": 0}
+
+    def address(self, role: str, index: int, name: str) -> str:
+        return f"{role}-{index}"
+
+    def listen(self, role: str, index: int) -> str:
+        return f"{role}-{index}"

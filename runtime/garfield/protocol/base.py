@@ -28,7 +28,8 @@ from garfield.protocol.quorum import CallPolicy, PeerOrder, adopted_step, gather
 from garfield.security.identity import ReplicaIdentity
 from garfield.spec.kinds import Role
 from garfield.spec.model import GarSpec, JobSpec
-from garfield.transport.client import Peer, tensor_request
+from garfield.transport.client import Peer, PeerLike, tensor_request
+from garfield.transport.inprocess import InProcessNetwork
 from garfield.transport.server import RequestRejected, ServerTls, start_server, stop_server
 from garfield.wire.codec import Expect, Received, Rejected, dtype_name, encode
 
@@ -117,20 +118,33 @@ class ProtocolNode:
             [f"{Role.SERVER}-{i}" for i in range(len(config.servers))]
             + [f"{config.spec.topology.worker_role}-{i}" for i in range(len(config.workers))])
         # Channels belong to the event loop that runs the node: created in start().
-        self.server_peers: list[Peer] = []
-        self.worker_peers: list[Peer] = []
+        self.server_peers: list[PeerLike] = []
+        self.worker_peers: list[PeerLike] = []
+        # `garfield simulate` sets an in-process network before start(): no gRPC service or channel.
+        self.network: InProcessNetwork | None = None
+        self._serving = False
 
     # -- set-up --------------------------------------------------------------------------------
-    def _peers(self, role: Role, addresses: Sequence[str]) -> list[Peer]:
+    def _peers(self, role: Role, addresses: Sequence[str]) -> list[PeerLike]:
+        names = [(f"{role}-{i}", a, i) for i, a in enumerate(addresses) if f"{role}-{i}" != self.name]
+        if self.network is not None:
+            return [self.network.peer(name, address) for name, address, _ in names]
         # Under mutual TLS each peer must prove it is the replica dialed: its certificate must list
         # the replica's stable name (the plan's replica_name, its first DNS SAN).
-        return [Peer(f"{role}-{i}", a, self.tensor_bytes, tls=self.config.tls,
+        return [Peer(name, address, self.tensor_bytes, tls=self.config.tls,
                      tls_name=replica_name(self.config.job, role, i), on_identity_failure=self._on_reject)
-                for i, a in enumerate(addresses) if f"{role}-{i}" != self.name]
+                for name, address, i in names]
 
     async def start(self) -> int:
         self.server_peers = self._peers(Role.SERVER, self.config.servers)
         self.worker_peers = self._peers(self.spec.topology.worker_role, self.config.workers)
+        self._serving = True
+        if self.network is not None:
+            self.network.listen(self, self.config.listen, on_requester_left=self._requester_left)
+            self.port = 0
+            log.info("listening", extra={"fields": {"address": self.config.listen, "params": self.shape[0],
+                                                    "dtype": self.dtype, "transport": "in-process"}})
+            return self.port
         tls = ServerTls(self.config.tls, self) if self.config.tls is not None else None
         self._server, self.port = await start_server(self, self.config.listen, self.tensor_bytes,
                                                      on_requester_left=self._requester_left,
@@ -143,7 +157,7 @@ class ProtocolNode:
 
     async def run(self) -> int:
         """Start serving, train, linger for late peers, stop. Returns the process exit code."""
-        if self._server is None:
+        if not self._serving:
             await self.start()
         code = 0
         try:
@@ -168,13 +182,17 @@ class ProtocolNode:
         return code
 
     async def stop(self) -> None:
-        if self._server is not None:
+        if self._serving:
+            self._serving = False
             for task, (kind, step) in list(self._waiting.items()):
                 board = self.boards[kind]
                 if board.step < step or board.messages is None:  # can never be answered: end it now
                     task.cancel()
-            await stop_server(self._server, grace=STOP_GRACE_SECONDS)
-            self._server = None
+            if self.network is not None:
+                self.network.stop(self.config.listen)
+            if self._server is not None:
+                await stop_server(self._server, grace=STOP_GRACE_SECONDS)
+                self._server = None
         await self._close_peers()
 
     async def _close_peers(self) -> None:
@@ -251,7 +269,7 @@ class ProtocolNode:
         self.state.count_rejected(reason)
         log.warning("rejected message", extra={"fields": {"reason": reason, "peer": peer, "detail": detail}})
 
-    def _on_reject(self, peer: Peer, exc: Rejected) -> None:
+    def _on_reject(self, peer: PeerLike, exc: Rejected) -> None:
         self.count_rejected(exc.reason, exc.detail, peer.name)
 
     # -- publishing and gathering --------------------------------------------------------------
@@ -262,7 +280,7 @@ class ProtocolNode:
             messages = encode(self.adapter.to_numpy(tensor), kind=kind, step=step, sender=self.name, loss=loss)
         await self.boards[kind].publish(step, messages)
 
-    async def collect(self, peers: Sequence[Peer], q: int, kind: int, min_step: int,
+    async def collect(self, peers: Sequence[PeerLike], q: int, kind: int, min_step: int,
                       local: Sequence[Contribution] = ()) -> list[Contribution]:
         """The first q contributions of `kind` at step >= min_step: `local` ones first, then peers'."""
         contributions = list(local)
@@ -270,7 +288,7 @@ class ProtocolNode:
         if need > 0:
             request = tensor_request(kind, min_step, self.name)
 
-            def expect(peer: Peer) -> Expect:
+            def expect(peer: PeerLike) -> Expect:
                 return Expect(kind=kind, sender=peer.name, dtype=self.dtype, shape=self.shape, min_step=min_step,
                               max_step=self.total_steps)
 
@@ -280,7 +298,7 @@ class ProtocolNode:
                 order = self._orders[key] = PeerOrder(first=[p.name for p in peers if p.name in self.attackers])
             refused: list[str] = []
 
-            def on_reject(peer: Peer, exc: Rejected) -> None:
+            def on_reject(peer: PeerLike, exc: Rejected) -> None:
                 refused.append(peer.name)
                 self._on_reject(peer, exc)
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from garfield.transport.client import Peer, Unreachable
+from garfield.transport.client import PeerLike, Unreachable
 from garfield.wire.codec import Expect, Received, Rejected
 
 log = logging.getLogger("garfield.quorum")
@@ -34,8 +34,8 @@ class CallPolicy:
     give_up_seconds: float  # no quorum after this long: the node fails (more than f peers are gone)
 
 
-async def _ask(peer: Peer, request: bytes, expect: Expect, policy: CallPolicy,
-               on_reject: Callable[[Peer, Rejected], None]) -> Received | None:
+async def _ask(peer: PeerLike, request: bytes, expect: Expect, policy: CallPolicy,
+               on_reject: Callable[[PeerLike, Rejected], None]) -> Received | None:
     delay = BACKOFF_START
     while True:
         try:
@@ -73,7 +73,7 @@ class PeerOrder:
         self._latency: float | None = None
         self.first: frozenset[str] = frozenset(first)
 
-    def order(self, peers: Sequence[Peer]) -> list[Peer]:
+    def order(self, peers: Sequence[PeerLike]) -> list[PeerLike]:
         return sorted(peers, key=lambda p: (p.name not in self.first, self._rank.get(p.name, len(self._rank))))
 
     def hedge_delay(self) -> float | None:
@@ -86,14 +86,14 @@ class PeerOrder:
         """Stop waiting for attacker `name` (it did not answer within the patience)."""
         self.first = self.first - {name}
 
-    def update(self, answered: Sequence[str], peers: Sequence[Peer], seconds: float) -> None:
+    def update(self, answered: Sequence[str], peers: Sequence[PeerLike], seconds: float) -> None:
         previous = [p.name for p in self.order(peers) if p.name not in answered]
         self._rank = {name: i for i, name in enumerate(list(answered) + previous)}
         self._latency = seconds if self._latency is None else 0.8 * self._latency + 0.2 * seconds
 
 
-async def gather(peers: Sequence[Peer], q: int, request: bytes, expect: Callable[[Peer], Expect], policy: CallPolicy,
-                 on_reject: Callable[[Peer, Rejected], None], order: PeerOrder | None = None) -> list[Received]:
+async def gather(peers: Sequence[PeerLike], q: int, request: bytes, expect: Callable[[PeerLike], Expect], policy: CallPolicy,
+                 on_reject: Callable[[PeerLike, Rejected], None], order: PeerOrder | None = None) -> list[Received]:
     """The first `q` valid replies among `peers` (in arrival order); the rest are cancelled.
 
     With an `order`, the q preferred peers are asked first and the others after its hedge delay
@@ -110,9 +110,9 @@ async def gather(peers: Sequence[Peer], q: int, request: bytes, expect: Callable
     # Attackers sort first, so they are always among the peers asked at once.
     waiting = ordered[max(q, len(first)):] if delay is not None else []
     hedge_at = start + (delay or 0.0)
-    pending: dict[asyncio.Task[Received | None], Peer] = {}
+    pending: dict[asyncio.Task[Received | None], PeerLike] = {}
 
-    def launch(peer: Peer) -> None:
+    def launch(peer: PeerLike) -> None:
         task = asyncio.create_task(_ask(peer, request, expect(peer), policy, on_reject), name=f"ask-{peer.name}")
         pending[task] = peer
 

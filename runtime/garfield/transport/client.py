@@ -21,7 +21,7 @@ stream that broke is replaced by a fresh one at the next fetch.
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from typing import Callable, Protocol
 
 import grpc
 import grpc.aio
@@ -142,6 +142,20 @@ PROBE_SECONDS = 1.0
 PROBE_INTERVAL = 1.0  # and how often, while the channel keeps failing (one count per probe that saw a failed peer check)
 
 IdentityFailure = Callable[["Peer", Rejected], None]
+
+
+class PeerLike(Protocol):
+    """What the protocol needs of a peer: a name, an address, fetch, status, close. A gRPC
+    :class:`Peer`, or `garfield simulate`'s in-process one (garfield.transport.inprocess)."""
+
+    name: str
+    address: str
+
+    async def fetch(self, request: bytes, expect: Expect, timeout: float) -> Received: ...
+
+    async def status(self, timeout: float = 5.0) -> str: ...
+
+    async def close(self) -> None: ...
 
 
 class Peer:
