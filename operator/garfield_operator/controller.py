@@ -19,11 +19,12 @@ from typing import Any
 
 from garfield.plan import Replica
 from garfield.security.certificates import KeyPair
+from garfield.spec.model import mutual_tls_of
 
 from garfield_operator import constants as C
 from garfield_operator import progress as P
 from garfield_operator import status as S
-from garfield_operator.credentials import Credentials, ForeignSecret, classify, key_pair, wants_tls
+from garfield_operator.credentials import Credentials, ForeignSecret, classify, key_pair
 from garfield_operator.kube import ApiError, Body, Client, core_path, jobs_path, network_policies_path
 from garfield_operator.metrics import Metrics
 from garfield_operator.reconcile import Decision, Event, Observed, StatusTarget, decide
@@ -129,7 +130,7 @@ class Controller:
             return await self.client.get_or_none(network_policies_path(namespace, name))
 
         async def ca_secret() -> Body | None:
-            return await self.credentials.read_ca(job) if wants_tls(job) else None
+            return await self.credentials.read_ca(job) if mutual_tls_of(job.get("spec") or {}) else None
 
         pods, service, policy, ca = await asyncio.gather(
             self.client.list(core_path(namespace, "pods"), f"{C.LABEL_JOB}={name}"),

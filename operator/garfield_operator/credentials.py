@@ -27,13 +27,6 @@ class ForeignSecret(Exception):
     """The job's CA Secret name is taken by a Secret the job does not own."""
 
 
-def wants_tls(job: dict[str, Any]) -> bool:
-    """Whether the job's replicas use mutual TLS (spec.security.mutualTLS, true unless set false,
-    as garfield.spec's schema defaults it): only then is the CA Secret read at each pass."""
-    security = (job.get("spec") or {}).get("security") or {}
-    return security.get("mutualTLS", True) is not False
-
-
 def _owned_by(obj: dict[str, Any], job: dict[str, Any]) -> bool:
     uid = job["metadata"]["uid"]
     return any(ref.get("uid") == uid and ref.get("controller") for ref in obj["metadata"].get("ownerReferences") or [])

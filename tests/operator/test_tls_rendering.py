@@ -10,10 +10,11 @@ import datetime as dt
 
 from garfield.plan.replicas import TLS_MOUNT_PATH
 from garfield.security.certificates import issue, new_ca, uri_of
+from garfield.spec.model import mutual_tls_of
 
 from garfield_operator import constants as C
 from garfield_operator import rendering
-from garfield_operator.credentials import classify, key_pair, wants_tls
+from garfield_operator.credentials import classify, key_pair
 from garfield_operator.reconcile import CaSecret, Observed, decide
 
 from support.decisions import IMAGE, T0, apply, job, pod, running, running_job
@@ -64,7 +65,7 @@ def test_pod_mounts_only_its_own_secret_read_only_and_not_world_readable() -> No
 
 def test_without_mutual_tls_no_mount_no_certificate_no_ca() -> None:
     body = job(security={"mutualTLS": False})
-    assert not wants_tls(body) and wants_tls(job()) and wants_tls(job(security={}))
+    assert not mutual_tls_of(body["spec"]) and mutual_tls_of(job()["spec"]) and mutual_tls_of(job(security={})["spec"])
     d = decide(Observed(body, [], False, T0, ca_secret=CaSecret.MISSING), IMAGE)
     assert len(d.create_pods) == 6 and d.issue_certificates == [] and not d.create_ca
     for p in d.create_pods:

@@ -8,11 +8,20 @@ gives back the normalised manifest spec, which travels to every replica as JSON.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from garfield.aggregators.preaggregation import Stage, describe
 from garfield.attacks.catalog import WITHHOLDING
 from garfield.spec.kinds import Role, Topology
+
+# spec.security.mutualTLS when the manifest leaves it out (the CRD schema's default is this constant).
+MUTUAL_TLS_DEFAULT = True
+
+
+def mutual_tls_of(spec: Mapping[str, Any]) -> bool:
+    """spec.security.mutualTLS of a job's spec as written: on unless set false. The one place for the
+    default: the job model reads it, and so does the operator, which needs it before validating a job."""
+    return bool((spec.get("security") or {}).get("mutualTLS", MUTUAL_TLS_DEFAULT))
 
 
 @dataclass(frozen=True)
@@ -229,6 +238,6 @@ def from_dict(spec: dict[str, Any]) -> JobSpec:
         ),
         image=spec.get("image"),
         output_path=(spec.get("output") or {}).get("path"),
-        mutual_tls=bool((spec.get("security") or {}).get("mutualTLS", True)),
+        mutual_tls=mutual_tls_of(spec),
         raw=spec,
     )

@@ -14,6 +14,7 @@ from typing import Any
 from garfield.aggregators.catalog import RULES as GAR_RULES
 from garfield.aggregators.preaggregation import STAGES as PRE_STAGES
 from garfield.attacks.catalog import SERVER_ATTACKS, WORKER_ATTACKS
+from garfield.spec.model import MUTUAL_TLS_DEFAULT
 
 GROUP = "garfield.dev"
 VERSION = "v1alpha1"
@@ -192,7 +193,7 @@ def spec_schema() -> Schema:
             ),
             "security": _obj(
                 "How the job's replicas authenticate each other.",
-                {"mutualTLS": {"type": "boolean", "default": True, "description":
+                {"mutualTLS": {"type": "boolean", "default": MUTUAL_TLS_DEFAULT, "description":
                                "Mutual TLS between every pair of replicas, with one key per replica: a per-job CA signs a "
                                "certificate naming each replica (DNS SAN of its stable name, URI SAN "
                                "garfield://<namespace>/<job>/<role>/<index>); each side checks the other's, and a request "
