@@ -99,6 +99,15 @@ def _cmd_node(args: argparse.Namespace) -> int:
     exit_now(node_main())  # no interpreter teardown (seconds of CPU with torch loaded) once the node is done
 
 
+def _add_run_options(p: argparse.ArgumentParser, logs: str, default_dir: str, what: str) -> None:
+    """FILE and the options `garfield run` and `garfield simulate` share (both end in `job_from_args`)."""
+    p.add_argument("file")
+    p.add_argument("--output-dir", default=None, help=f"folder for {logs} and summary.json (default: {default_dir})")
+    p.add_argument("--steps", type=int, default=None, help="override spec.training.steps")
+    p.add_argument("--no-progress", action="store_true", help="print progress lines instead of a live bar")
+    p.add_argument("--timeout", type=float, default=None, help=f"fail the {what} after this many seconds")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="garfield", description="Byzantine-resilient distributed training.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,19 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_crd)
 
     p = sub.add_parser("run", help="run a job as local processes on loopback")
-    p.add_argument("file")
-    p.add_argument("--output-dir", default=None, help="folder for per-replica logs and summary.json (default: runs/<job>-<time>)")
-    p.add_argument("--steps", type=int, default=None, help="override spec.training.steps")
-    p.add_argument("--no-progress", action="store_true", help="print progress lines instead of a live bar")
-    p.add_argument("--timeout", type=float, default=None, help="fail the run after this many seconds")
+    _add_run_options(p, "per-replica logs", "runs/<job>-<time>", "run")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("simulate", help="run a job's protocol nodes in one process, without gRPC (seconds per job)")
-    p.add_argument("file")
-    p.add_argument("--output-dir", default=None, help="folder for the log and summary.json (default: runs/<job>-sim-<time>)")
-    p.add_argument("--steps", type=int, default=None, help="override spec.training.steps")
-    p.add_argument("--no-progress", action="store_true", help="print progress lines instead of a live bar")
-    p.add_argument("--timeout", type=float, default=None, help="fail the simulation after this many seconds")
+    _add_run_options(p, "the log", "runs/<job>-sim-<time>", "simulation")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("node", help="run one replica (configured by GARFIELD_* environment variables)")

@@ -27,15 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from garfield.launcher.display import Display, progress_of
-from garfield.launcher.local import default_output_dir, with_steps
-from garfield.launcher.summary import FAILED, SUCCEEDED, TIMED_OUT, RunResult, collect_models
+from garfield.launcher.local import default_output_dir, job_from_args, report, with_steps
+from garfield.launcher.summary import FAILED, SUCCEEDED, TIMED_OUT, ModelOwner, RunResult, collect_models
 from garfield.lifecycle import Health, Phase, ReplicaState, decide
 from garfield.node import build_node, export_model, read_env
 from garfield.observability.logs import NODE_IDENTITY
 from garfield.plan import make_plan
 from garfield.plan.addressing import InProcess
 from garfield.spec import contract
-from garfield.spec.validation import InvalidJob, Job, load_job
+from garfield.spec.validation import Job
 from garfield.transport.inprocess import InProcessNetwork
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def simulate(job: Job, output_dir: Path | None = None, *, steps: int | None = No
         total_steps=job.spec.training.steps, wall_time=wall, output_dir=output_dir,
         servers={f"{job.name}-{n.name}": n.state.status() for n in correct},
         replicas={f"{job.name}-{n.name}": _replica_entry(n, tasks[n.name], job.name) for n in nodes},
-        models=collect_models(models_dir, [_Named(f"{job.name}-{n.name}", str(n.config.role), n.config.index)
+        models=collect_models(models_dir, [ModelOwner(f"{job.name}-{n.name}", str(n.config.role), n.config.index)
                                            for n in correct]),
     )
     result.write()
@@ -170,11 +170,6 @@ def simulate(job: Job, output_dir: Path | None = None, *, steps: int | None = No
     if outcome == SUCCEEDED:
         display.message(result.headline().replace(f"{job.name}: ", f"{job.name} (simulated): ", 1))
     return result
-
-
-class _Named:
-    def __init__(self, name: str, role: str, index: int) -> None:
-        self.name, self.role, self.index = name, role, index
 
 
 def _replica_entry(node: ProtocolNode, task: asyncio.Task[int], job: str) -> dict[str, Any]:
@@ -187,21 +182,9 @@ def _replica_entry(node: ProtocolNode, task: asyncio.Task[int], job: str) -> dic
 
 def simulate_cli(args: argparse.Namespace) -> int:
     """Entry point of `garfield simulate FILE [--output-dir D] [--steps N] [--no-progress] [--timeout S]`."""
-    try:
-        job = load_job(args.file)
-        if args.steps is not None:
-            job = with_steps(job, args.steps, source=args.file)
-    except InvalidJob as exc:
-        print(str(exc), file=sys.stderr)
+    job = job_from_args(args, "simulate")
+    if job is None:
         return 2
-    except OSError as exc:
-        print(f"garfield simulate: cannot read {args.file}: {exc}", file=sys.stderr)
-        return 2
-    for warning in job.warnings:
-        print(f"{args.file}: warning: {warning}", file=sys.stderr)
     result = simulate(job, Path(args.output_dir) if args.output_dir else None, timeout=args.timeout,
                       progress="lines" if args.no_progress else "auto")
-    if result.outcome != SUCCEEDED:
-        print(f"garfield simulate: {job.name} {result.outcome}: {result.message}", file=sys.stderr)
-    print(f"summary: {result.output_dir / 'summary.json'}")
-    return result.exit_code
+    return report(result, "simulate")

@@ -32,7 +32,7 @@ from garfield.launcher import credentials, lifeline
 from garfield.launcher import forkserver as fs
 from garfield.launcher.display import Display, progress_of
 from garfield.launcher.ports import loopback_table
-from garfield.launcher.summary import FAILED, SUCCEEDED, RunResult, collect_models
+from garfield.launcher.summary import FAILED, SUCCEEDED, ModelOwner, RunResult, collect_models
 from garfield.launcher.supervision import SETTLE_SECONDS, Signals, Supervisor, threads_per_replica
 from garfield.plan import Loopback, Plan, Replica, make_plan
 from garfield.spec.contract import ENV_OUTPUT_DIR
@@ -152,7 +152,8 @@ def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None
                 total_steps=job.spec.training.steps, wall_time=wall, output_dir=output_dir,
                 servers={c.name: supervisor.watcher.last_status.get(c.name, {}) for c in supervisor.watcher.correct_primaries()},
                 replicas=supervisor.replica_table(),
-                models=collect_models(models_dir, supervisor.watcher.correct_primaries()),
+                models=collect_models(models_dir, [ModelOwner(r.name, str(r.role), r.index)
+                                                  for r in supervisor.watcher.correct_primaries()]),
             )
             result.write()
     if supervisor.watcher.last_status:
@@ -162,23 +163,37 @@ def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None
     return result
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    """Entry point of `garfield run FILE [--output-dir D] [--steps N] [--no-progress] [--timeout S]`."""
+def job_from_args(args: argparse.Namespace, command: str) -> Job | None:
+    """The job of `garfield run|simulate FILE [--steps N]`, validated with --steps applied and its
+    warnings printed; None once the reason it cannot be used has been printed (exit status 2)."""
     try:
         job = load_job(args.file)
         if args.steps is not None:
             job = with_steps(job, args.steps, source=args.file)
     except InvalidJob as exc:
         print(str(exc), file=sys.stderr)
-        return 2
+        return None
     except OSError as exc:
-        print(f"garfield run: cannot read {args.file}: {exc}", file=sys.stderr)
-        return 2
+        print(f"garfield {command}: cannot read {args.file}: {exc}", file=sys.stderr)
+        return None
     for warning in job.warnings:
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
-    output_dir = Path(args.output_dir) if args.output_dir else None
-    result = launch(job, output_dir, timeout=args.timeout, progress="lines" if args.no_progress else "auto")
+    return job
+
+
+def report(result: RunResult, command: str) -> int:
+    """Say how a run or simulation ended (why, when it did not succeed) and where its summary is;
+    the command's exit status."""
     if result.outcome != SUCCEEDED:
-        print(f"garfield run: {job.name} {result.outcome}: {result.message}", file=sys.stderr)
+        print(f"garfield {command}: {result.job} {result.outcome}: {result.message}", file=sys.stderr)
     print(f"summary: {result.output_dir / 'summary.json'}")
     return result.exit_code
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Entry point of `garfield run FILE [--output-dir D] [--steps N] [--no-progress] [--timeout S]`."""
+    job = job_from_args(args, "run")
+    if job is None:
+        return 2
+    output_dir = Path(args.output_dir) if args.output_dir else None
+    return report(launch(job, output_dir, timeout=args.timeout, progress="lines" if args.no_progress else "auto"), "run")

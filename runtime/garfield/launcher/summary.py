@@ -6,7 +6,7 @@ import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterable
 
 SUCCEEDED, FAILED, INTERRUPTED, TIMED_OUT = "succeeded", "failed", "interrupted", "timeout"
 EXIT_CODES = {SUCCEEDED: 0, FAILED: 1, TIMED_OUT: 1, INTERRUPTED: 130}
@@ -89,13 +89,17 @@ class RunResult:
                 f"{sum(self.rejected.values())} messages rejected{models}")
 
 
-class _Named(Protocol):
+@dataclass(frozen=True)
+class ModelOwner:
+    """A correct server (peer) whose final model `collect_models` looks for: the replica's name,
+    and its role and index, which name its folder."""
+
     name: str
     role: str
     index: int
 
 
-def collect_models(folder: Path, primaries: Sequence[_Named]) -> dict[str, dict[str, Any]]:
+def collect_models(folder: Path, primaries: Iterable[ModelOwner]) -> dict[str, dict[str, Any]]:
     """The manifests the correct servers (peers) wrote under `folder`, checked (file present, its
     SHA-256 matching), by replica name; a missing or damaged one is reported in its place."""
     from garfield.observability.models import ModelError, read_manifest
