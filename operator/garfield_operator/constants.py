@@ -50,6 +50,8 @@ COND_SUCCEEDED = "Succeeded"
 COND_FAILED = "Failed"
 COND_INVALID = "Invalid"
 COND_DEGRADED = "Degraded"
+# An edit of a running job that cannot apply to its pods (policies/edits.py); False once reverted or suspended.
+COND_SPEC_CHANGE_REJECTED = "SpecChangeRejected"
 
 # Reasons (CamelCase, machine-readable).
 R_INVALID_SPEC = "InvalidSpec"
@@ -70,6 +72,8 @@ R_UNSCHEDULABLE = "Unschedulable"
 R_CONTAINER_CONFIG = "CreateContainerConfigError"
 R_PODS_HEALTHY = "PodsHealthy"
 R_TTL_EXPIRED = "TTLExpired"
+R_CHANGED_WHILE_RUNNING = "ChangedWhileRunning"  # fields outside runPolicy edited while the job has pods
+R_SPEC_APPLIED = "SpecApplied"
 R_FOREIGN_CA_SECRET = "ForeignCASecret"  # the job's CA Secret name is taken by a Secret it does not own
 
 # Role -> status.replicaStatuses key (peers of a decentralized job are its workers).

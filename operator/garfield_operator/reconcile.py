@@ -23,7 +23,7 @@ from garfield_operator import constants as C
 from garfield_operator import rendering
 from garfield_operator import status as S
 from garfield_operator.observe import PodView, view
-from garfield_operator.policies import cleanup, completion, deadline, failure, suspend, ttl
+from garfield_operator.policies import cleanup, completion, deadline, edits, failure, suspend, ttl
 
 Manifest = dict[str, Any]
 Problem = tuple[str, str, str, str]  # (kind, name, reason, problem) of an object that holds the job back
@@ -164,7 +164,7 @@ class _Pass:
     def run(self) -> Decision:
         if self.meta.get("deletionTimestamp"):
             return self.d
-        job = self.validate()
+        job = self.applied() if self.pinned() else self.validate()
         if job is not None:
             self.reconcile(job)
         self.st["observedGeneration"] = self.meta.get("generation")
@@ -186,6 +186,51 @@ class _Pass:
             if not (before and before.get("status") == "True" and before.get("message") == message):
                 self.event("Warning", C.R_INVALID_SPEC, message)
             return None
+
+    def pinned(self) -> bool:
+        """Whether the job has pods of an applied spec that edits must not change (policies/edits.py)."""
+        return bool(self.st.get("appliedSpec")) and self.st.get("phase") not in (*C.TERMINAL_PHASES, C.SUSPENDED)
+
+    def applied(self) -> Job | None:
+        """The running job as its pods run it: the applied spec with runPolicy as it is now; edits
+        of other fields (and an edit that is invalid) are rejected, and said so in a condition."""
+        applied = self.st["appliedSpec"]
+        source = f"{self.meta.get('namespace')}/{self.meta.get('name')}"
+        invalid: str | None = None
+        rejected: list[str] = []
+        try:  # the current spec as validated (defaults filled in, as the applied one was stored)
+            current = validate_manifest(_manifest(self.job), source=source).manifest["spec"]
+        except InvalidJob as exc:
+            invalid = "; ".join(exc.errors)
+        else:
+            rejected = edits.rejected_changes(applied, current)
+        try:
+            spec = applied if invalid else edits.effective_spec(applied, current)
+            job = validate_manifest({**_manifest(self.job), "spec": spec}, source=source)
+        except InvalidJob:  # the applied spec no longer validates (an operator of another version): start from now
+            self.st.pop("appliedSpec", None)
+            return self.validate()
+        if invalid:
+            self.reject(C.R_INVALID_SPEC, f"the edited spec is invalid and not applied ({invalid}); the job runs on "
+                                          "with the spec its pods started with")
+        elif rejected:
+            self.reject(C.R_CHANGED_WHILE_RUNNING, edits.describe(rejected))
+        else:
+            self.accept_spec("the job runs with its spec as it is now")
+        return job
+
+    def reject(self, reason: str, message: str) -> None:
+        before = S.get_condition(self.prev, C.COND_SPEC_CHANGE_REJECTED)
+        self.cond(C.COND_SPEC_CHANGE_REJECTED, True, reason, message)
+        if not (before and before.get("status") == "True" and before.get("message") == message):
+            self.event("Warning", reason, message)
+
+    def accept_spec(self, message: str) -> None:
+        """Flip SpecChangeRejected back (a reverted edit, or a suspension that lets the edit apply on resume)."""
+        before = S.get_condition(self.st, C.COND_SPEC_CHANGE_REJECTED)
+        if before is not None and before.get("status") == "True":
+            self.cond(C.COND_SPEC_CHANGE_REJECTED, False, C.R_SPEC_APPLIED, message)
+            self.event("Normal", C.R_SPEC_APPLIED, message)
 
     def reconcile(self, job: Job) -> None:
         spec, policy = job.spec, job.spec.run_policy
@@ -215,6 +260,8 @@ class _Pass:
                 self.event("Normal", C.R_SUSPENDED, "runPolicy.suspend is true: deleting the job's pods")
             self.st["phase"] = C.SUSPENDED
             self.st["startTime"] = None  # the deadline clock restarts on resume
+            self.st.pop("appliedSpec", None)  # no pods left: the resumed job starts from the spec as it is then
+            self.accept_spec("the job is suspended: it resumes with its spec as it is then")
             self.cond(C.COND_SUSPENDED, True, C.R_SUSPENDED, "runPolicy.suspend is true")
             self.cond(C.COND_RUNNING, False, C.R_SUSPENDED, "the job is suspended")
             return
@@ -255,6 +302,8 @@ class _Pass:
         problems: list[Problem] = []
         if self.tls_ready(plan, problems):
             self.create_missing(plan, image, start is not None, policy.restart_policy)
+        if self.d.create_pods or self.views:  # pods of this spec exist from now on: edits apply only to runPolicy
+            self.st["appliedSpec"] = copy.deepcopy(job.manifest["spec"])
             # The CA is made once, when the first certificate needs it.
             self.d.create_ca = self.obs.ca_secret is CaSecret.MISSING and bool(self.d.issue_certificates)
         if start is None and self.d.create_pods:

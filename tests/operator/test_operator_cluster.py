@@ -235,6 +235,36 @@ def test_suspend_and_resume(operator: OperatorProcess, jobs: Jobs, kubelet: Fake
     wait_for(lambda: jobs.events(ns, "JobSuspended") and jobs.events(ns, "JobResumed"), what="suspend/resume events")
 
 
+def test_an_edit_of_a_running_job_is_rejected_until_it_is_suspended(
+        operator: OperatorProcess, jobs: Jobs, kubelet: FakeKubelet, ns: str) -> None:
+    jobs.create(ns, job_manifest("edit", workers=4, worker_f=1))
+    pods = _wait_pods(jobs, ns, 5, timeout=60)
+    _run_all(kubelet, ns, list(pods))
+    status = jobs.wait_phase(ns, "edit", "Running")
+    assert status["appliedSpec"]["workers"]["replicas"] == 4  # kept by the status subresource, not pruned
+    jobs.patch_spec(ns, "edit", {"spec": {"workers": {"replicas": 6}, "runPolicy": {"backoffLimit": 7}}})
+    cond = wait_for(lambda: (c := jobs.condition(ns, "edit", "SpecChangeRejected")) and c["status"] == "True" and c,
+                    timeout=60, what="SpecChangeRejected")
+    assert cond["reason"] == "ChangedWhileRunning"
+    assert cond["message"].startswith("spec.workers.replicas changed while the job runs and not applied")
+    (event,) = wait_for(lambda: jobs.events(ns, "ChangedWhileRunning"), timeout=60, what="ChangedWhileRunning event")
+    assert event.type == "Warning"
+    # The pass that said so created and deleted nothing; runPolicy was applied.
+    now = jobs.pods(ns)
+    assert {n: p.metadata.uid for n, p in now.items()} == {n: p.metadata.uid for n, p in pods.items()}
+    status = jobs.status(ns, "edit")
+    assert status["appliedSpec"]["workers"]["replicas"] == 4 and status["appliedSpec"]["runPolicy"]["backoffLimit"] == 7
+    # Suspending lets the edit apply: the resumed job has 6 workers.
+    jobs.patch_spec(ns, "edit", {"spec": {"runPolicy": {"suspend": True}}})
+    jobs.wait_phase(ns, "edit", "Suspended")
+    wait_for(lambda: kubelet.finish_deletions(ns) >= 0 and not jobs.pods(ns), timeout=60, what="pods deleted on suspend")
+    assert jobs.condition(ns, "edit", "SpecChangeRejected")["status"] == "False"
+    jobs.patch_spec(ns, "edit", {"spec": {"runPolicy": {"suspend": False}}})
+    _wait_pods(jobs, ns, 7, timeout=60)
+    wait_for(lambda: jobs.status(ns, "edit").get("appliedSpec", {}).get("workers", {}).get("replicas") == 6,
+             timeout=60, what="the resumed job's applied spec")
+
+
 def test_delete_garbage_collects_children(operator: OperatorProcess, jobs: Jobs, ns: str) -> None:
     jobs.create(ns, job_manifest("gone", workers=4, worker_f=1))
     _wait_pods(jobs, ns, 5)

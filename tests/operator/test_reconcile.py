@@ -88,15 +88,6 @@ def test_terminating_pod_is_not_recreated_until_gone() -> None:
     assert d.create_pods == []
 
 
-def test_pods_outside_the_plan_are_deleted() -> None:
-    stored, created = running_job()
-    body = copy.deepcopy(stored)
-    body["spec"]["workers"]["replicas"] = 4
-    pods = running(stored, created)
-    d = decide(Observed(body, pods, True, T0), IMAGE)
-    assert [x.name for x in d.delete_pods] == ["j-worker-4"]
-
-
 def test_condition_transition_time_kept_while_status_unchanged() -> None:
     stored, created = running_job()
     pods = running(stored, created)

@@ -283,7 +283,8 @@ def _condition() -> Schema:
     return _obj(
         "One observed aspect of the job.",
         {
-            "type": _str("Condition type: Created, Running, Succeeded, Failed, Suspended, Restarting, Invalid, Degraded."),
+            "type": _str("Condition type: Created, Running, Succeeded, Failed, Suspended, Restarting, Invalid, Degraded, "
+                         "SpecChangeRejected."),
             "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
             "reason": _str("Machine-readable reason in CamelCase."),
             "message": _str("Human-readable detail."),
@@ -332,6 +333,10 @@ def status_schema() -> Schema:
             "startTime": {"type": "string", "format": "date-time", "description": "When the job's pods were first created."},
             "completionTime": {"type": "string", "format": "date-time", "description": "When the job succeeded or failed."},
             "observedGeneration": _int("metadata.generation the status describes."),
+            "appliedSpec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "description":
+                            "The spec the job's pods run with. While the job has pods, edits apply to runPolicy only; "
+                            "other changes are rejected (condition SpecChangeRejected) until the job is suspended "
+                            "(it resumes with the spec as it is then) or the change is reverted."},
         },
     )
 
