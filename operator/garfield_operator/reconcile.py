@@ -415,12 +415,18 @@ class _Pass:
         containers' termination messages (garfield.observability.termination), since their status
         endpoints are gone by now. Unchanged when none left one (an image that does not write it)."""
         replies = []
+        models = []
         for r in plan.by_role(plan.primary_role):
             v = self.views.get(r.name)
             if v is not None and v.succeeded and not r.byzantine:
                 parsed = termination.parse(v.final_message)
                 if parsed is not None:
                     replies.append(parsed)
+                    if isinstance(parsed.get("model"), dict) and isinstance(parsed["model"].get("path"), str):
+                        models.append({"replica": r.name, **{k: parsed["model"][k] for k in termination.MODEL_FIELDS
+                                                             if k in parsed["model"]}})
+        if models:  # where each correct server wrote its final model (spec.output.path, on the user's volume)
+            self.st["models"] = models
         final = S.summarize_progress(replies, self.now)
         if final is None:
             return

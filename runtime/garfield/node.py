@@ -275,6 +275,7 @@ def export_model(config: NodeConfig, node: ProtocolNode) -> int:
         return 0
     from pathlib import Path
 
+    from garfield.observability import termination
     from garfield.observability.models import write_model
 
     folder = Path(config.output_dir) / config.name
@@ -285,6 +286,8 @@ def export_model(config: NodeConfig, node: ProtocolNode) -> int:
         log.error("cannot write the final model", extra={"fields": {"folder": str(folder), "error": str(exc)}})
         return 1
     log.info("model written", extra={"fields": {"path": manifest["path"], "sha256": manifest["sha256"]}})
+    # The container's last word names the model too: the operator puts it in the job's status.models.
+    termination.write_final({**node.state.status(), "model": termination.model_of(manifest)})
     return 0
 
 

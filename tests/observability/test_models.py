@@ -16,6 +16,7 @@ from torch.utils.data import TensorDataset
 
 from garfield.adapters import create
 from garfield.node import export_model
+from garfield.observability import termination
 from garfield.observability.models import MANIFEST, ModelError, read_manifest, sha256_of, write_model
 from garfield.plan.replicas import SimulatedAttack
 from garfield.spec.kinds import Role
@@ -67,8 +68,8 @@ def test_a_damaged_or_missing_model_is_named(tmp_path: Path) -> None:
 def _node(tmp_path: Path, role: Role, attack: SimulatedAttack | None = None, output: Path | None = None) -> tuple[Any, Any]:
     config = SimpleNamespace(output_dir=str(output if output is not None else tmp_path), attack=attack, role=role,
                              name=f"{role}-0", job="j", spec=SimpleNamespace(framework="pytorch"))
-    node = SimpleNamespace(adapter=torch_adapter(), state=SimpleNamespace(step=3, accuracy=0.9))
-    return config, node
+    state = SimpleNamespace(step=3, accuracy=0.9, status=lambda: {"step": 3, "accuracy": 0.9, "phase": "done"})
+    return config, SimpleNamespace(adapter=torch_adapter(), state=state)
 
 
 def test_only_correct_servers_and_peers_write(tmp_path: Path) -> None:
@@ -78,6 +79,20 @@ def test_only_correct_servers_and_peers_write(tmp_path: Path) -> None:
     assert export_model(*_node(tmp_path, Role.SERVER, SimulatedAttack("random", {}))) == 0  # a Byzantine server: nothing
     assert sorted(p.name for p in tmp_path.iterdir()) == ["peer-0", "server-0"]
     assert json.loads((tmp_path / "server-0" / MANIFEST).read_text())["step"] == 3
+
+
+def test_the_termination_message_names_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a pod, the server's last word (its container's termination message) says where its model
+    is: the operator names it in the job's status.models."""
+    log = tmp_path / "termination-log"
+    log.write_text("")
+    monkeypatch.setenv(termination.ENV_PATH, str(log))
+    assert export_model(*_node(tmp_path / "out", Role.SERVER, output=tmp_path / "out")) == 0
+    manifest = read_manifest(tmp_path / "out" / "server-0")
+    final = termination.parse(log.read_text())
+    assert final is not None and final["step"] == 3 and final["phase"] == "done"
+    assert final["model"] == {"path": manifest["path"], "sha256": manifest["sha256"], "format": manifest["format"],
+                              "step": 3, "accuracy": 0.9}
 
 
 def test_a_model_that_cannot_be_written_fails_the_replica(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

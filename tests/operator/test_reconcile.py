@@ -169,6 +169,25 @@ def test_success_reports_the_final_result_from_termination_messages() -> None:
     progress = stored["status"]["progress"]
     assert progress["step"] == 100 and progress["accuracy"] == 0.93 and progress["totalSteps"] == 100
     assert progress["rejectedMessages"] == 2
+    assert "models" not in stored["status"]  # these servers wrote no model (no spec.output)
+
+
+def test_success_names_each_correct_servers_model() -> None:
+    stored, created = running_job(servers=4, server_f=1)
+    model = {"path": "/results/j-server-0/model.pt", "sha256": "ab" * 32, "format": "torch.state_dict",
+             "step": 100, "accuracy": 0.93}
+    finals = {"j-server-0": {"step": 100, "accuracy": 0.93, "model": model},
+              "j-server-1": {"step": 100, "accuracy": 0.94, "model": {**model, "path": "/results/j-server-1/model.pt"}},
+              "j-server-2": {"step": 100, "accuracy": 0.94, "model": {"path": 7}}}  # not a model: left out
+    pods = running(stored, created, **{name: "Succeeded" for name in finals})
+    for p in pods:
+        name = p["metadata"]["name"]
+        if name in finals:
+            p["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = json.dumps(finals[name])
+    stored = apply(stored, decide(Observed(stored, pods, True, T0), IMAGE))
+    assert stored["status"]["phase"] == C.SUCCEEDED
+    assert stored["status"]["models"] == [{"replica": "j-server-0", **model},
+                                          {"replica": "j-server-1", **model, "path": "/results/j-server-1/model.pt"}]
 
 
 def test_success_without_termination_messages_keeps_the_last_progress() -> None:

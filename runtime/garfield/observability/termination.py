@@ -17,7 +17,9 @@ from typing import Any, Mapping
 ENV_PATH = "GARFIELD_TERMINATION_LOG"
 DEFAULT_PATH = "/dev/termination-log"
 LIMIT = 4096  # bytes kubelet keeps of a termination message
-FIELDS = ("step", "total_steps", "accuracy", "loss", "steps_per_second", "rejected", "phase")
+FIELDS = ("step", "total_steps", "accuracy", "loss", "steps_per_second", "rejected", "phase", "model")
+# Of a final model's manifest (garfield.observability.models), what the job's status names.
+MODEL_FIELDS = ("path", "sha256", "format", "step", "accuracy")
 
 
 def final_message(status: Mapping[str, Any]) -> str:
@@ -28,6 +30,12 @@ def final_message(status: Mapping[str, Any]) -> str:
         kept.pop("rejected", None)
         text = json.dumps(kept, separators=(",", ":"), sort_keys=True)
     return text
+
+
+def model_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a written model's manifest that a termination message carries (where the model
+    is and how to check it), so the operator can name each correct server's model in the job's status."""
+    return {k: manifest[k] for k in MODEL_FIELDS if manifest.get(k) is not None and not _bad_number(manifest[k])}
 
 
 def _bad_number(value: Any) -> bool:

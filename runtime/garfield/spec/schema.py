@@ -333,6 +333,16 @@ def status_schema() -> Schema:
             "startTime": {"type": "string", "format": "date-time", "description": "When the job's pods were first created."},
             "completionTime": {"type": "string", "format": "date-time", "description": "When the job succeeded or failed."},
             "observedGeneration": _int("metadata.generation the status describes."),
+            "models": {"type": "array", "description": "The final model of each correct server (peer) that wrote one "
+                       "(spec.output.path), from its container's termination message once the job succeeded.",
+                       "items": _obj("One exported model: load it with torch.load + load_state_dict, or with Keras.", {
+                           "replica": _str("The server (peer) that wrote it."),
+                           "path": _str("The model file inside the pods' filesystem (on the volume of spec.output.path)."),
+                           "sha256": _str("Checksum of the model file (absent for a multi-file TensorFlow checkpoint)."),
+                           "format": _str("The framework's format of the file."),
+                           "step": _int("The training step the model is of."),
+                           "accuracy": _num("Its test accuracy, 0 to 1."),
+                       })},
             "appliedSpec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "description":
                             "The spec the job's pods run with. While the job has pods, edits apply to runPolicy only; "
                             "other changes are rejected (condition SpecChangeRejected) until the job is suspended "
