@@ -255,10 +255,8 @@ async def _run(config: NodeConfig, clock: StartupClock | None = None) -> int:
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread / platform
             pass
     try:
-        code = await node.run()
-        if code == 0:
-            code = export_model(config, node)
-        return code
+        node.on_trained = lambda: export_model(config, node)
+        return await node.run()
     except asyncio.CancelledError:
         log.warning("stopped by signal")
         return 143
@@ -267,12 +265,14 @@ async def _run(config: NodeConfig, clock: StartupClock | None = None) -> int:
             metrics.stop()
 
 
-def export_model(config: NodeConfig, node: ProtocolNode) -> int:
-    """A correct server's (peer's) final model into its output folder, once training is done; a
-    simulated Byzantine replica never writes there. A model that cannot be written fails the
-    replica (exit 1): the job's result would otherwise be lost without a word."""
+def export_model(config: NodeConfig, node: ProtocolNode) -> dict[str, Any]:
+    """A correct server's (peer's) final model into its output folder, once training is done (the
+    node's `on_trained`, before it lingers); a simulated Byzantine replica or a worker writes none.
+    Returns what the final status says of it (`{"model": {...}}`, or nothing). A model that cannot
+    be written fails the replica (the OSError propagates: the node exits 1), since the job's result
+    would otherwise be lost without a word."""
     if config.output_dir is None or config.attack is not None or config.role is Role.WORKER:
-        return 0
+        return {}
     from pathlib import Path
 
     from garfield.observability import termination
@@ -284,11 +284,10 @@ def export_model(config: NodeConfig, node: ProtocolNode) -> int:
                                framework=config.spec.framework, step=node.state.step, accuracy=node.state.accuracy)
     except OSError as exc:
         log.error("cannot write the final model", extra={"fields": {"folder": str(folder), "error": str(exc)}})
-        return 1
+        raise
     log.info("model written", extra={"fields": {"path": manifest["path"], "sha256": manifest["sha256"]}})
     # The container's last word names the model too: the operator puts it in the job's status.models.
-    termination.write_final({**node.state.status(), "model": termination.model_of(manifest)})
-    return 0
+    return {"model": termination.model_of(manifest)}
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
+import functools
 import logging
 import sys
 import time
@@ -96,6 +97,7 @@ def build_nodes(job: Job, models_dir: Path | None) -> list[ProtocolNode]:
             env[contract.ENV_OUTPUT_DIR] = str(models_dir)
         node = build_node(read_env(env))
         node.network = network
+        node.on_trained = functools.partial(export_model, node.config, node)  # as `garfield node` does
         nodes.append(node)
     return nodes
 
@@ -153,9 +155,6 @@ def simulate(job: Job, output_dir: Path | None = None, *, steps: int | None = No
     outcome, message, tasks = asyncio.run(_run(job, nodes, display, started, timeout))
     primary = job.spec.topology.primary_role
     correct = [n for n in nodes if n.config.role == primary and n.config.attack is None]
-    for node in correct:  # as `garfield node` does after a finished run
-        if node.state.phase == "done":
-            export_model(node.config, node)
     wall = time.monotonic() - started
     result = RunResult(
         job=job.name, topology=str(job.spec.topology), outcome=outcome, message=message,

@@ -68,36 +68,33 @@ def test_a_damaged_or_missing_model_is_named(tmp_path: Path) -> None:
 def _node(tmp_path: Path, role: Role, attack: SimulatedAttack | None = None, output: Path | None = None) -> tuple[Any, Any]:
     config = SimpleNamespace(output_dir=str(output if output is not None else tmp_path), attack=attack, role=role,
                              name=f"{role}-0", job="j", spec=SimpleNamespace(framework="pytorch"))
-    state = SimpleNamespace(step=3, accuracy=0.9, status=lambda: {"step": 3, "accuracy": 0.9, "phase": "done"})
+    state = SimpleNamespace(step=3, accuracy=0.9)
     return config, SimpleNamespace(adapter=torch_adapter(), state=state)
 
 
 def test_only_correct_servers_and_peers_write(tmp_path: Path) -> None:
-    assert export_model(*_node(tmp_path, Role.SERVER)) == 0
-    assert export_model(*_node(tmp_path, Role.PEER)) == 0
-    assert export_model(*_node(tmp_path, Role.WORKER)) == 0
-    assert export_model(*_node(tmp_path, Role.SERVER, SimulatedAttack("random", {}))) == 0  # a Byzantine server: nothing
+    assert set(export_model(*_node(tmp_path, Role.SERVER))) == {"model"}
+    assert set(export_model(*_node(tmp_path, Role.PEER))) == {"model"}
+    assert export_model(*_node(tmp_path, Role.WORKER)) == {}
+    assert export_model(*_node(tmp_path, Role.SERVER, SimulatedAttack("random", {}))) == {}  # a Byzantine server: nothing
     assert sorted(p.name for p in tmp_path.iterdir()) == ["peer-0", "server-0"]
     assert json.loads((tmp_path / "server-0" / MANIFEST).read_text())["step"] == 3
 
 
-def test_the_termination_message_names_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """In a pod, the server's last word (its container's termination message) says where its model
-    is: the operator names it in the job's status.models."""
-    log = tmp_path / "termination-log"
-    log.write_text("")
-    monkeypatch.setenv(termination.ENV_PATH, str(log))
-    assert export_model(*_node(tmp_path / "out", Role.SERVER, output=tmp_path / "out")) == 0
+def test_the_final_status_names_the_model(tmp_path: Path) -> None:
+    """What export_model returns goes into the server's final status (its container's termination
+    message, which the operator turns into status.models)."""
+    final = export_model(*_node(tmp_path / "out", Role.SERVER, output=tmp_path / "out"))
     manifest = read_manifest(tmp_path / "out" / "server-0")
-    final = termination.parse(log.read_text())
-    assert final is not None and final["step"] == 3 and final["phase"] == "done"
-    assert final["model"] == {"path": manifest["path"], "sha256": manifest["sha256"], "format": manifest["format"],
-                              "step": 3, "accuracy": 0.9}
+    assert final == {"model": {"path": manifest["path"], "sha256": manifest["sha256"], "format": manifest["format"],
+                               "step": 3, "accuracy": 0.9}}
+    assert termination.parse(termination.final_message({"step": 3, **final})) == {"step": 3, **final}
 
 
 def test_a_model_that_cannot_be_written_fails_the_replica(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the output folder should be")
     with caplog.at_level(logging.ERROR, logger="garfield.node"):
-        assert export_model(*_node(tmp_path, Role.SERVER, output=blocker)) == 1
+        with pytest.raises(OSError):  # the node fails (exit 1) rather than end without its result
+            export_model(*_node(tmp_path, Role.SERVER, output=blocker))
     assert any(r.getMessage() == "cannot write the final model" for r in caplog.records)

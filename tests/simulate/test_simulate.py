@@ -16,8 +16,9 @@ import pytest
 
 from garfield.cli import main
 from garfield.launcher.summary import RunResult
+from garfield.observability.models import read_manifest
 from garfield.proto import GRADIENT, TensorRequest
-from garfield.simulate import simulate
+from garfield.simulate import build_nodes, simulate
 from garfield.spec.validation import validate_manifest
 from garfield.transport import Unreachable
 from garfield.transport.inprocess import InProcessNetwork
@@ -143,3 +144,34 @@ def test_simulation_and_real_run_agree_on_accuracy(tmp_path: Path) -> None:
     gap = abs(float(np.median(accuracies(real))) - float(np.median(accuracies(simulated))))
     (tmp_path / "gap.txt").write_text(f"run {accuracies(real)} simulate {accuracies(simulated)} gap {gap:.4f}\n")
     assert gap <= 0.03, (accuracies(real), accuracies(simulated))
+
+
+def test_a_server_stopped_while_it_lingers_has_written_its_model(tmp_path: Path) -> None:
+    """Once a job has succeeded its launcher stops replicas still lingering for late peers (SIGTERM
+    after a short settle; the operator's clean-up deletes pods): the model must be written before
+    a server says "done", never after it lingers (it was, and a server stopped then lost its model)."""
+    job = _job(servers=2, fs=0, workers=3, fw=0, steps=5, name="stop")
+    nodes = build_nodes(job, tmp_path / "models")
+    server = next(n for n in nodes if n.name == "server-0")
+
+    async def main() -> None:
+        for node in nodes:
+            await node.start()
+        finished = asyncio.Event()
+        set_phase = server.state.set_phase
+
+        def spy(phase: str, error: str | None = None) -> None:
+            set_phase(phase, error)
+            if phase == "done":
+                finished.set()
+
+        server.state.set_phase = spy  # type: ignore[method-assign]
+        tasks = [asyncio.create_task(node.run()) for node in nodes]
+        await finished.wait()
+        for task in tasks:  # stop everyone the moment server-0 reports done, as a launcher may
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+    manifest = read_manifest(tmp_path / "models" / "server-0")
+    assert manifest["step"] == 5 and Path(manifest["path"]).is_file()

@@ -13,7 +13,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import grpc.aio
 
@@ -111,6 +111,11 @@ class ProtocolNode:
         self._peers_closed = False  # see _close_peers
         self._waiting: dict[asyncio.Task[Any], tuple[int, int]] = {}  # serve() calls waiting: (kind, step)
         self.attackers = simulated_attackers(config.spec, self.name)
+        # Called once training is done, before the node reports "done" and lingers for late peers:
+        # its owner exports the final model there (garfield.node.export_model), so a node stopped
+        # while it lingers (the job has succeeded) has its model written already. Returns fields for
+        # the final status (the termination message), e.g. where the model is; raises to fail the node.
+        self.on_trained: Callable[[], Mapping[str, Any]] | None = None
         # Who may name itself in a request: the job's replicas, as the plan numbers them. Anything
         # else is refused before it is remembered (a Byzantine client sending fresh 60 KB names
         # grew the per-requester bookkeeping by 172 MB in 1,500 requests).
@@ -163,11 +168,12 @@ class ProtocolNode:
         try:
             self.state.set_phase("running")
             await self.train()
+            final = dict(self.on_trained()) if self.on_trained is not None else {}
             self.state.set_phase("done")
             log.info("done", extra={"fields": {"step": self.state.step, "accuracy": self.state.accuracy,
                                                "loss": self.state.loss, "rejected": self.state.rejected,
                                                "quorums": self.state.quorum_counts()}})
-            termination.write_final(self.state.status())
+            termination.write_final({**self.state.status(), **final})
             await self._close_peers()  # this node asks nothing more: peers waiting on its requests see it leave
             await self._linger()
         except asyncio.CancelledError:
