@@ -147,6 +147,7 @@ WEAKER = [
     ({"securityContext": {"runAsNonRoot": False}}, "securityContext.runAsNonRoot: false"),
     ({"podSecurityContext": {"runAsUser": 0}}, "podSecurityContext.runAsUser: 0"),
     ({"podSecurityContext": {"runAsNonRoot": False}}, "podSecurityContext.runAsNonRoot: false"),
+    ({"volumes": [{"name": "host", "hostPath": {"path": "/var/lib"}}]}, "volumes[0].hostPath: /var/lib"),
 ]
 
 

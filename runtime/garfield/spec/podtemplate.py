@@ -149,7 +149,7 @@ def weakenings(template: dict[str, Any]) -> list[tuple[str, Any]]:
     """(field under the template, value) of every security setting that gives a replica more than
     Garfield's defaults or the image's non-root user: a privileged container, privilege escalation,
     added capabilities, no seccomp profile, an unmasked /proc, running as root (runAsUser: 0 or
-    runAsNonRoot: false, in either context)."""
+    runAsNonRoot: false, in either context), and a hostPath volume (the node's own files)."""
     out: list[tuple[str, Any]] = []
     container = template.get("securityContext") or {}
     pod = template.get("podSecurityContext") or {}
@@ -169,6 +169,9 @@ def weakenings(template: dict[str, Any]) -> list[tuple[str, Any]]:
             out.append((f"{name}.runAsUser", 0))
         if context.get("runAsNonRoot") is False:
             out.append((f"{name}.runAsNonRoot", False))
+    for i, volume in enumerate(template.get("volumes") or []):
+        if "hostPath" in volume:  # the node's own files: what Pod Security's baseline forbids
+            out.append((f"volumes[{i}].hostPath", (volume.get("hostPath") or {}).get("path", "")))
     return out
 
 

@@ -188,7 +188,8 @@ def _template(role: str) -> Schema:
                 "type": "array",
                 "description": "Pod volumes, as in a Pod spec (persistentVolumeClaim, configMap, secret, emptyDir, "
                                "nfs, csi, ...); the apiserver checks each volume source when it creates the pods. The "
-                               "name garfield-tls is Garfield's (the replica's own TLS key). Ignored by garfield run.",
+                               "name garfield-tls is Garfield's (the replica's own TLS key); a hostPath volume needs "
+                               "allowWeakerSecurityContext. Ignored by garfield run.",
                 "maxItems": 64,
                 "items": {
                     "type": "object",
@@ -261,8 +262,9 @@ def _template(role: str) -> Schema:
                 "runAsUser, SELinux and AppArmor options only strengthen or keep them."),
             "allowWeakerSecurityContext": {
                 "type": "boolean",
-                "description": "Accept securityContext or podSecurityContext values that weaken Garfield's defaults "
-                               "(validation otherwise refuses them); each is still reported as a warning, and the "
+                "description": "Accept securityContext or podSecurityContext values that weaken Garfield's defaults, "
+                               "and hostPath volumes (validation otherwise refuses them); each is still reported as a "
+                               "warning, and the "
                                "operator posts a Warning event when it creates the pods.",
             },
             **_owned(),
