@@ -16,7 +16,9 @@ from typing import Any
 
 from garfield.observability import termination
 from garfield.plan import ClusterDNS, Plan, Replica, make_plan
+from garfield.spec import podtemplate
 from garfield.spec.kinds import Role
+from garfield.spec.model import JobSpec
 from garfield.spec.validation import InvalidJob, Job, validate_manifest
 
 from garfield_operator import constants as C
@@ -76,6 +78,9 @@ class Observed:
     progress: dict[str, Any] | None = None
     network_policy_exists: bool = True  # the job's own NetworkPolicy (only read when the operator makes them)
     ca_secret: CaSecret = CaSecret.OURS  # the job's CA Secret (only read for jobs with mutual TLS)
+    # Pods whose last create the apiserver refused (400/403/422: an invalid pod, an admission
+    # plugin, a missing PriorityClass...): pod name -> its message, as the controller recorded it.
+    create_failures: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,6 +113,15 @@ def _manifest(job: Manifest) -> Manifest:
     return {"apiVersion": job.get("apiVersion"), "kind": job.get("kind"),
             "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
             "spec": job.get("spec")}
+
+
+def _weaker_security(spec: JobSpec) -> list[str]:
+    """The security-context weakenings the job's templates asked for (allowWeakerSecurityContext)."""
+    out: list[str] = []
+    for key, role in (("servers", spec.servers), ("workers", spec.workers)):
+        if role is not None:
+            out += podtemplate.weakening_messages(f"spec.{key}.template", role.template.pod.to_dict())
+    return out
 
 
 class _Pass:
@@ -252,7 +266,9 @@ class _Pass:
                        f"backoffLimit {policy.backoff_limit}); {len(outcome.lost.get(v.role, []))} {v.role}s lost, "
                        f"f={spec.tolerated(Role(v.role))} tolerated")
 
-        problems: list[Problem] = []
+        problems: list[Problem] = [
+            ("pod", name, C.R_FAILED_CREATE, f"the apiserver refused to create it: {message}")
+            for name, message in sorted(self.obs.create_failures.items()) if name in names and name not in self.views]
         if self.tls_ready(plan, problems):
             self.create_missing(plan, image, start is not None, policy.restart_policy)
             # The CA is made once, when the first certificate needs it.
@@ -262,6 +278,8 @@ class _Pass:
             message = f"created {len(self.d.create_pods)} pods and the headless service {plan.service_name}"
             self.cond(C.COND_CREATED, True, C.R_PODS_CREATED, message)
             self.event("Normal", C.R_PODS_CREATED, message)
+            for warning in _weaker_security(spec):
+                self.event("Warning", C.R_WEAKER_SECURITY, warning)
             self.d.requeue(policy.active_deadline_seconds)
 
         statuses = S.replica_statuses(plan, self.views.values(), self.prev)
@@ -326,7 +344,7 @@ class _Pass:
             self.cond(C.COND_DEGRADED, True, reason, message)
             seen = before.get("message", "") if before and before.get("status") == "True" else ""
             for kind, name, why, problem in stuck:  # one Warning per object and problem, when it first shows up
-                if f"{name}: {problem}" not in seen:
+                if f"{name}: {problem}" not in seen and why != C.R_FAILED_CREATE:  # (the controller posted that one)
                     self.event("Warning", why, f"{kind} {name}: {problem}")
         elif before is not None and before.get("status") == "True":
             self.cond(C.COND_DEGRADED, False, C.R_PODS_HEALTHY, "no pod is stuck")

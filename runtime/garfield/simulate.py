@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from garfield.launcher.display import Display, progress_of
-from garfield.launcher.local import default_output_dir, with_steps
+from garfield.launcher.local import default_output_dir, local_warnings, with_steps
 from garfield.launcher.summary import FAILED, SUCCEEDED, TIMED_OUT, RunResult, collect_models
 from garfield.lifecycle import Health, Phase, ReplicaState, decide
 from garfield.node import build_node, export_model, read_env
@@ -197,7 +197,7 @@ def simulate_cli(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"garfield simulate: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
-    for warning in job.warnings:
+    for warning in job.warnings + local_warnings(job, "garfield simulate runs the replicas in one process"):
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
     result = simulate(job, Path(args.output_dir) if args.output_dir else None, timeout=args.timeout,
                       progress="lines" if args.no_progress else "auto")

@@ -36,6 +36,7 @@ from garfield.launcher.summary import FAILED, SUCCEEDED, RunResult, collect_mode
 from garfield.launcher.supervision import SETTLE_SECONDS, Signals, Supervisor, threads_per_replica
 from garfield.plan import Loopback, Plan, Replica, make_plan
 from garfield.spec.contract import ENV_OUTPUT_DIR
+from garfield.spec.podtemplate import cluster_only
 from garfield.spec.validation import InvalidJob, Job, load_job, validate_manifest
 
 
@@ -162,6 +163,17 @@ def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None
     return result
 
 
+def local_warnings(job: Job, runs: str = "garfield run starts processes") -> list[str]:
+    """What a run without pods (`garfield run`, `garfield simulate`: `runs` says how it runs the
+    replicas) leaves out of the job: the templates' pod-only fields."""
+    out = []
+    for key in ("servers", "workers"):
+        fields = cluster_only((job.manifest["spec"].get(key) or {}).get("template") or {})
+        if fields:
+            out.append(f"spec.{key}.template: {runs}, not pods, and ignores {', '.join(fields)}")
+    return out
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """Entry point of `garfield run FILE [--output-dir D] [--steps N] [--no-progress] [--timeout S]`."""
     try:
@@ -174,7 +186,7 @@ def run_cli(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"garfield run: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
-    for warning in job.warnings:
+    for warning in job.warnings + local_warnings(job):
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
     output_dir = Path(args.output_dir) if args.output_dir else None
     result = launch(job, output_dir, timeout=args.timeout, progress="lines" if args.no_progress else "auto")
