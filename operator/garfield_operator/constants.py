@@ -20,8 +20,9 @@ LABEL_BYZANTINE = f"{PREFIX}/byzantine"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "garfield-operator"
 
-# A pod created to replace a lost one (not a first start): the replica counts as lost until the
-# replacement runs, so f+1 failures in a row fail the job even while replacements are pending.
+# A pod created to replace a lost one (its replica had a pod: status.createdReplicas), not a first
+# start (even one after refused creates): the replica counts as lost until the replacement runs, so
+# f+1 failures in a row fail the job even while replacements are pending.
 ANNOTATION_REPLACEMENT = f"{PREFIX}/replacement"
 ANNOTATION_SPEC_HASH = f"{PREFIX}/spec-hash"
 FINALIZER = f"{PREFIX}/operator"

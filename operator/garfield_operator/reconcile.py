@@ -24,7 +24,7 @@ from garfield.spec.validation import InvalidJob, Job, validate_manifest
 from garfield_operator import constants as C
 from garfield_operator import rendering
 from garfield_operator import status as S
-from garfield_operator.observe import PodView, view
+from garfield_operator.observe import PodView, created_replicas, view
 from garfield_operator.policies import cleanup, completion, deadline, failure, suspend, ttl
 
 Manifest = dict[str, Any]
@@ -229,6 +229,7 @@ class _Pass:
                 self.event("Normal", C.R_SUSPENDED, "runPolicy.suspend is true: deleting the job's pods")
             self.st["phase"] = C.SUSPENDED
             self.st["startTime"] = None  # the deadline clock restarts on resume
+            self.st["createdReplicas"] = None  # resumed pods are first pods again, not replacements
             self.cond(C.COND_SUSPENDED, True, C.R_SUSPENDED, "runPolicy.suspend is true")
             self.cond(C.COND_RUNNING, False, C.R_SUSPENDED, "the job is suspended")
             return
@@ -250,7 +251,12 @@ class _Pass:
             return
         self.d.requeue(left)
 
-        outcome = failure.evaluate(plan, self.views, spec, int(self.st.get("restarts") or 0))
+        # The replicas that have had a pod (recorded as seen, so a refused create never counts): the
+        # rest are not created yet, neither lost nor recreated as replacements.
+        created = created_replicas(plan, self.views, self.st.get("createdReplicas") or [])
+        self.st["createdReplicas"] = created or None
+        outcome = failure.evaluate(plan, self.views, spec, int(self.st.get("restarts") or 0), created,
+                                   self.obs.create_failures)
         if outcome.terminal_reason:
             self.finish(C.FAILED, outcome.terminal_reason, outcome.terminal_message, policy)
             return
@@ -270,7 +276,7 @@ class _Pass:
             ("pod", name, C.R_FAILED_CREATE, f"the apiserver refused to create it: {message}")
             for name, message in sorted(self.obs.create_failures.items()) if name in names and name not in self.views]
         if self.tls_ready(plan, problems):
-            self.create_missing(plan, image, start is not None, policy.restart_policy)
+            self.create_missing(plan, image, set(created), policy.restart_policy)
             # The CA is made once, when the first certificate needs it.
             self.d.create_ca = self.obs.ca_secret is CaSecret.MISSING and bool(self.d.issue_certificates)
         if start is None and self.d.create_pods:
@@ -303,7 +309,8 @@ class _Pass:
         self.set_phase(plan, spec, outcome)
         self.progress(plan, spec)
 
-    def create_missing(self, plan: Plan, image: str, started: bool, restart_policy: str) -> None:
+    def create_missing(self, plan: Plan, image: str, created: set[str], restart_policy: str) -> None:
+        """Create the pod of every replica without one; a replica that had a pod gets a replacement."""
         digest = rendering.spec_hash(plan, image)
         for replica in plan.replicas:
             v = self.views.get(replica.name)
@@ -314,7 +321,8 @@ class _Pass:
             if v is not None and v.failed and restart_policy == "Never":
                 continue
             self.d.create_pods.append(
-                rendering.render_pod(self.job, plan, replica, image, replacement=started, digest=digest))
+                rendering.render_pod(self.job, plan, replica, image, replacement=replica.name in created,
+                                     digest=digest))
             if replica.identity is not None:
                 self.d.issue_certificates.append(replica)
 

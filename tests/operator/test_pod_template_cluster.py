@@ -1,8 +1,8 @@
 """The fuller pod template against the real kube-apiserver (v1.20, with its default admission
 plugins but ServiceAccount's): a job using every new template field gets pods the apiserver
 accepts, carrying each field; a pod the apiserver refuses (a PriorityClass that does not exist yet)
-shows as a FailedCreate event and in the Degraded condition; a job
-that sets a field Garfield owns is kept by the apiserver (the schema declares those fields, so they
+shows as a FailedCreate event and in the Degraded condition and is no failed replica (once the class
+exists the job goes on); a job that sets a field Garfield owns is kept by the apiserver (the schema declares those fields, so they
 are not pruned) and refused by the operator with a message naming the field; a weaker security
 context that the template asked for is rendered and reported."""
 
@@ -20,7 +20,7 @@ from kubernetes import client
 from garfield.spec.contract import TLS_MOUNT_PATH, TLS_VOLUME
 
 from support.cluster import ControlPlane
-from support.kubelet import wait_for
+from support.kubelet import FakeKubelet, wait_for
 from support.manifests import full_template
 from support.operator_harness import Jobs, OperatorProcess, job_manifest
 
@@ -129,8 +129,9 @@ def test_every_pod_template_field_reaches_pods_the_apiserver_accepts(
     assert "Container-level securityContext" in explained
 
 
-def test_a_refused_pod_create_is_reported(operator: OperatorProcess, jobs: Jobs, ns: str,
-                                          priority_class: str) -> None:
+def test_a_refused_pod_create_is_reported_and_no_failure(operator: OperatorProcess, jobs: Jobs, ns: str,
+                                                         control_plane: ControlPlane, kubelet: FakeKubelet,
+                                                         priority_class: str) -> None:
     body = job_manifest("noprio", workers=4, worker_f=1)
     body["spec"]["workers"]["template"] = {"priorityClassName": priority_class}
     jobs.create(ns, body)
@@ -142,9 +143,22 @@ def test_a_refused_pod_create_is_reported(operator: OperatorProcess, jobs: Jobs,
     events = wait_for(lambda: jobs.events(ns, "FailedCreate"), timeout=10, what="FailedCreate events")
     assert any("pod noprio-worker-0:" in e.message and priority_class in e.message for e in events)
     assert set(jobs.pods(ns)) == {"noprio-server-0"}  # the server's template names no class
-    # Not tested here: creating the class afterwards. Once the job has started (its server pod was
-    # created), refused pods count as lost replicas, so more than f of them fail the job
-    # (TooManyFailures) before a retry can succeed: an open issue of the failure policy.
+    # The job has started (its server pod exists), yet four refused workers (f=1) are not created
+    # yet, not lost: once the class exists a retry creates their first pods, no replacements.
+    _create_priority_class(control_plane, priority_class)
+    pods = _pods(jobs, ns, 5)
+    assert all(not (p.metadata.annotations or {}).get("garfield.dev/replacement") for p in pods.values())
+    # The pass that sees the new pods (the one that used to count them as lost) records them and
+    # clears Degraded; the job is still Pending.
+    healthy = wait_for(lambda: (c := jobs.condition(ns, "noprio", "Degraded")) and c["status"] == "False" and c,
+                       timeout=30, what="Degraded=False")
+    assert healthy["reason"] == "PodsHealthy"
+    status = jobs.status(ns, "noprio")
+    assert status["phase"] == "Pending" and not any(c["type"] == "Failed" for c in status["conditions"])
+    assert status["createdReplicas"] == sorted(pods)
+    for name in pods:
+        kubelet.run(ns, name)
+    jobs.wait_phase(ns, "noprio", "Running", timeout=30)
 
 
 def test_a_job_overriding_an_operator_owned_field_is_refused_naming_it(operator: OperatorProcess, jobs: Jobs,

@@ -456,6 +456,13 @@ def status_schema() -> Schema:
                 },
             ),
             "restarts": _int("Pods recreated after failures, counted against runPolicy.backoffLimit."),
+            "createdReplicas": {
+                "type": "array",
+                "description": "Replicas that have had a pod (names, as the operator saw their pods): a missing or "
+                               "not yet running pod of one of them is a lost replica being replaced; any other replica "
+                               "is not created yet (its create may have been refused) and is no failure.",
+                "items": {"type": "string"},
+            },
             "startTime": {"type": "string", "format": "date-time", "description": "When the job's pods were first created."},
             "completionTime": {"type": "string", "format": "date-time", "description": "When the job succeeded or failed."},
             "observedGeneration": _int("metadata.generation the status describes."),
