@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from garfield.lifecycle import Phase, Reason
-from garfield.spec import schema
+from garfield.spec import contract, schema
 from garfield.spec.kinds import Role
 
 GROUP = schema.GROUP
@@ -20,14 +20,15 @@ LABEL_BYZANTINE = f"{PREFIX}/byzantine"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "garfield-operator"
 
-# A pod created to replace a lost one (not a first start): the replica counts as lost until the
-# replacement runs, so f+1 failures in a row fail the job even while replacements are pending.
+# A pod created to replace a lost one (its replica had a pod: status.createdReplicas), not a first
+# start (even one after refused creates): the replica counts as lost until the replacement runs, so
+# f+1 failures in a row fail the job even while replacements are pending.
 ANNOTATION_REPLACEMENT = f"{PREFIX}/replacement"
 ANNOTATION_SPEC_HASH = f"{PREFIX}/spec-hash"
 FINALIZER = f"{PREFIX}/operator"
 
 CONTAINER_NAME = "garfield"
-TLS_VOLUME = "tls"  # the replica's own Secret (mutual TLS), mounted read-only at garfield.plan's TLS_MOUNT_PATH
+TLS_VOLUME = contract.TLS_VOLUME  # the replica's own Secret (mutual TLS), mounted read-only at contract.TLS_MOUNT_PATH
 # The pods' fsGroup when they mount a key: the Secret's files are then group-owned by it and mode
 # 0440, readable by the node's process whatever UID its image runs as (the project's image is
 # 10001:10001; the supplementary group reaches users of images built FROM it too), never by others.
@@ -74,6 +75,8 @@ R_PODS_HEALTHY = "PodsHealthy"
 R_TTL_EXPIRED = "TTLExpired"
 R_CHANGED_WHILE_RUNNING = "ChangedWhileRunning"  # fields outside runPolicy edited while the job has pods
 R_SPEC_APPLIED = "SpecApplied"
+R_FAILED_CREATE = "FailedCreate"  # the apiserver refused to create a pod (the controller's event; Degraded names it)
+R_WEAKER_SECURITY = "WeakerSecurityContext"  # a template weakened the default security context, as it asked to
 R_FOREIGN_CA_SECRET = "ForeignCASecret"  # the job's CA Secret name is taken by a Secret it does not own
 
 # Role -> status.replicaStatuses key (peers of a decentralized job are its workers).

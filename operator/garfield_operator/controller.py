@@ -53,6 +53,7 @@ class Controller:
         self.known: set[Key] = set()
         self.progress: dict[Key, dict[str, Any]] = {}
         self.targets: dict[Key, list[StatusTarget]] = {}
+        self.create_failures: dict[Key, dict[str, str]] = {}  # pod creates the apiserver refused, per job
         self.resync_interval = resync_interval
         self.network = (NetworkPolicyOptions(dict(config.operator_pod_labels), list(config.metrics_from))
                         if config.network_policies else None)
@@ -66,6 +67,7 @@ class Controller:
             self.known.discard(key)
             self.progress.pop(key, None)
             self.targets.pop(key, None)
+            self.create_failures.pop(key, None)
             self.queue.discard(key)
             self.metrics.set_phase(key, None)
             return
@@ -141,7 +143,8 @@ class Controller:
         owned = [p for p in pods if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or [])]
         now = utcnow()
         observed = Observed(job, owned, service is not None, now, self.progress.get(key),
-                            network_policy_exists=policy is not None, ca_secret=classify(ca, job))
+                            network_policy_exists=policy is not None, ca_secret=classify(ca, job),
+                            create_failures=dict(self.create_failures.get(key, {})))
         decision = decide(observed, self.config.runtime_image, self.network)
         errors = await self._apply(job, decision, now, ca)
         self.metrics.set_phase(key, decision.phase)
@@ -194,11 +197,19 @@ class Controller:
                 [self._create_pod(job, pod, certificates.get(pod["metadata"]["name"]), ca) for pod in d.create_pods],
                 limit=32)
             self.metrics.pods_created.inc(sum(1 for r in results if isinstance(r, dict)))
+            failures = self.create_failures.setdefault((ns, name), {})
             for pod, result in zip(d.create_pods, results, strict=True):
+                pod_name = pod["metadata"]["name"]
                 if isinstance(result, Exception):
                     errors.append(result)
                     if isinstance(result, ApiError) and result.status in (400, 403, 422):
-                        d.events.append(Event("Warning", "FailedCreate", f"pod {pod['metadata']['name']}: {result.message}"))
+                        # Posted now; the next pass (the error's retry) puts it in the Degraded condition.
+                        d.events.append(Event("Warning", C.R_FAILED_CREATE, f"pod {pod_name}: {result.message}"))
+                        failures[pod_name] = result.message
+                elif isinstance(result, dict):
+                    failures.pop(pod_name, None)
+            if not failures:
+                self.create_failures.pop((ns, name), None)
         if d.status_patch is not None:
             try:
                 await self.client.merge_patch(jobs_path(ns, name) + "/status", {"status": d.status_patch})

@@ -7,6 +7,7 @@ PodScheduled) into one small record per pod, with a human reason for every bad s
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,14 +120,17 @@ def view(pod: dict[str, Any]) -> PodView:
     )
 
 
-def health(v: PodView | None) -> Health:
+def health(v: PodView | None, created: bool = False) -> Health:
     """A pod's state in the lifecycle's terms (garfield.lifecycle, shared with `garfield run`).
 
-    A missing pod is STARTING, not lost: it is recreated in the same pass (as a replacement once the
-    job has started), and that replacement counts as lost until it runs.
+    `created`: whether the replica has had a pod before (status.createdReplicas). A replica never
+    created is STARTING whether its pod is missing (not created yet: its create may have been
+    refused, by a quota, an admission plugin, a missing ServiceAccount...) or Pending: a refused
+    create is not a failed replica. A replica that had a pod is LOST while its pod is gone and until
+    its replacement runs, whether or not the apiserver accepts the replacement.
     """
     if v is None:
-        return Health.STARTING
+        return Health.LOST if created else Health.STARTING
     if v.succeeded:
         return Health.FINISHED
     if v.failed or v.terminating or (v.replacement and not v.running):
@@ -134,10 +138,32 @@ def health(v: PodView | None) -> Health:
     return Health.RUNNING if v.running else Health.STARTING
 
 
-def replica_state(replica: Replica, v: PodView | None) -> ReplicaState:
-    lost_detail = v.failure if v is not None and v.failed else ("deleted" if v is not None and v.terminating else "")
-    return ReplicaState(replica.name, replica.role, replica.byzantine, health(v), lost_detail)
+def _lost_detail(v: PodView | None, refused: str) -> str:
+    if v is None:
+        return f"its replacement was refused: {refused}" if refused else "its pod is gone"
+    if v.failed:
+        return v.failure
+    return "deleted" if v.terminating else ""
 
 
-def replica_states(plan: Plan, views: dict[str, PodView]) -> list[ReplicaState]:
-    return [replica_state(r, views.get(r.name)) for r in plan.replicas]
+def replica_state(replica: Replica, v: PodView | None, created: bool = False, refused: str = "") -> ReplicaState:
+    """`refused`: the apiserver's message when the replica's last pod create was refused."""
+    state = health(v, created)
+    return ReplicaState(replica.name, replica.role, replica.byzantine, state,
+                        _lost_detail(v, refused) if state is Health.LOST else "")
+
+
+def replica_states(plan: Plan, views: dict[str, PodView], created: Collection[str] = (),
+                   refused: Mapping[str, str] | None = None) -> list[ReplicaState]:
+    """Every replica of the plan in the lifecycle's terms. `created`: the replicas that have had a
+    pod (status.createdReplicas and the pods seen now); `refused`: pod name -> the apiserver's
+    message, for the pods whose last create it refused."""
+    refused = refused or {}
+    return [replica_state(r, views.get(r.name), r.name in created, refused.get(r.name, "")) for r in plan.replicas]
+
+
+def created_replicas(plan: Plan, views: dict[str, PodView], recorded: Iterable[str]) -> list[str]:
+    """The plan's replicas that have had a pod: those recorded before (status.createdReplicas) and
+    those with a pod now, sorted (what the pass records)."""
+    names = {r.name for r in plan.replicas}
+    return sorted((set(recorded) & names) | (set(views) & names))

@@ -16,13 +16,15 @@ from typing import Any
 
 from garfield.observability import termination
 from garfield.plan import ClusterDNS, Plan, Replica, make_plan
+from garfield.spec import podtemplate
 from garfield.spec.kinds import Role
+from garfield.spec.model import JobSpec
 from garfield.spec.validation import InvalidJob, Job, validate_manifest
 
 from garfield_operator import constants as C
 from garfield_operator import rendering
 from garfield_operator import status as S
-from garfield_operator.observe import PodView, view
+from garfield_operator.observe import PodView, created_replicas, view
 from garfield_operator.policies import cleanup, completion, deadline, edits, failure, suspend, ttl
 
 Manifest = dict[str, Any]
@@ -76,6 +78,9 @@ class Observed:
     progress: dict[str, Any] | None = None
     network_policy_exists: bool = True  # the job's own NetworkPolicy (only read when the operator makes them)
     ca_secret: CaSecret = CaSecret.OURS  # the job's CA Secret (only read for jobs with mutual TLS)
+    # Pods whose last create the apiserver refused (400/403/422: an invalid pod, an admission
+    # plugin, a missing PriorityClass...): pod name -> its message, as the controller recorded it.
+    create_failures: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,6 +113,15 @@ def _manifest(job: Manifest) -> Manifest:
     return {"apiVersion": job.get("apiVersion"), "kind": job.get("kind"),
             "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
             "spec": job.get("spec")}
+
+
+def _weaker_security(spec: JobSpec) -> list[str]:
+    """The security-context weakenings the job's templates asked for (allowWeakerSecurityContext)."""
+    out: list[str] = []
+    for key, role in (("servers", spec.servers), ("workers", spec.workers)):
+        if role is not None:
+            out += podtemplate.weakening_messages(f"spec.{key}.template", role.template.pod.to_dict())
+    return out
 
 
 class _Pass:
@@ -262,6 +276,7 @@ class _Pass:
             self.st["startTime"] = None  # the deadline clock restarts on resume
             self.st.pop("appliedSpec", None)  # no pods left: the resumed job starts from the spec as it is then
             self.accept_spec("the job is suspended: it resumes with its spec as it is then")
+            self.st["createdReplicas"] = None  # resumed pods are first pods again, not replacements
             self.cond(C.COND_SUSPENDED, True, C.R_SUSPENDED, "runPolicy.suspend is true")
             self.cond(C.COND_RUNNING, False, C.R_SUSPENDED, "the job is suspended")
             return
@@ -283,7 +298,12 @@ class _Pass:
             return
         self.d.requeue(left)
 
-        outcome = failure.evaluate(plan, self.views, spec, int(self.st.get("restarts") or 0))
+        # The replicas that have had a pod (recorded as seen, so a refused create never counts): the
+        # rest are not created yet, neither lost nor recreated as replacements.
+        created = created_replicas(plan, self.views, self.st.get("createdReplicas") or [])
+        self.st["createdReplicas"] = created or None
+        outcome = failure.evaluate(plan, self.views, spec, int(self.st.get("restarts") or 0), created,
+                                   self.obs.create_failures)
         if outcome.terminal_reason:
             self.finish(C.FAILED, outcome.terminal_reason, outcome.terminal_message, policy)
             return
@@ -299,9 +319,11 @@ class _Pass:
                        f"backoffLimit {policy.backoff_limit}); {len(outcome.lost.get(v.role, []))} {v.role}s lost, "
                        f"f={spec.tolerated(Role(v.role))} tolerated")
 
-        problems: list[Problem] = []
+        problems: list[Problem] = [
+            ("pod", name, C.R_FAILED_CREATE, f"the apiserver refused to create it: {message}")
+            for name, message in sorted(self.obs.create_failures.items()) if name in names and name not in self.views]
         if self.tls_ready(plan, problems):
-            self.create_missing(plan, image, start is not None, policy.restart_policy)
+            self.create_missing(plan, image, set(created), policy.restart_policy)
         if self.d.create_pods or self.views:  # pods of this spec exist from now on: edits apply only to runPolicy
             self.st["appliedSpec"] = copy.deepcopy(job.manifest["spec"])
             # The CA is made once, when the first certificate needs it.
@@ -311,6 +333,8 @@ class _Pass:
             message = f"created {len(self.d.create_pods)} pods and the headless service {plan.service_name}"
             self.cond(C.COND_CREATED, True, C.R_PODS_CREATED, message)
             self.event("Normal", C.R_PODS_CREATED, message)
+            for warning in _weaker_security(spec):
+                self.event("Warning", C.R_WEAKER_SECURITY, warning)
             self.d.requeue(policy.active_deadline_seconds)
 
         statuses = S.replica_statuses(plan, self.views.values(), self.prev)
@@ -334,7 +358,8 @@ class _Pass:
         self.set_phase(plan, spec, outcome)
         self.progress(plan, spec)
 
-    def create_missing(self, plan: Plan, image: str, started: bool, restart_policy: str) -> None:
+    def create_missing(self, plan: Plan, image: str, created: set[str], restart_policy: str) -> None:
+        """Create the pod of every replica without one; a replica that had a pod gets a replacement."""
         digest = rendering.spec_hash(plan, image)
         for replica in plan.replicas:
             v = self.views.get(replica.name)
@@ -345,7 +370,8 @@ class _Pass:
             if v is not None and v.failed and restart_policy == "Never":
                 continue
             self.d.create_pods.append(
-                rendering.render_pod(self.job, plan, replica, image, replacement=started, digest=digest))
+                rendering.render_pod(self.job, plan, replica, image, replacement=replica.name in created,
+                                     digest=digest))
             if replica.identity is not None:
                 self.d.issue_certificates.append(replica)
 
@@ -375,7 +401,7 @@ class _Pass:
             self.cond(C.COND_DEGRADED, True, reason, message)
             seen = before.get("message", "") if before and before.get("status") == "True" else ""
             for kind, name, why, problem in stuck:  # one Warning per object and problem, when it first shows up
-                if f"{name}: {problem}" not in seen:
+                if f"{name}: {problem}" not in seen and why != C.R_FAILED_CREATE:  # (the controller posted that one)
                     self.event("Warning", why, f"{kind} {name}: {problem}")
         elif before is not None and before.get("status") == "True":
             self.cond(C.COND_DEGRADED, False, C.R_PODS_HEALTHY, "no pod is stuck")

@@ -17,6 +17,7 @@ put into manifests.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from garfield.plan import Plan, Replica
 from garfield.plan.replicas import TLS_MOUNT_PATH
 from garfield.security.certificates import KeyPair
 from garfield.security.files import CA_FILE, CERT_FILE, KEY_FILE
+from garfield.spec.contract import REPLICA_CONTRACT
+from garfield.spec.podtemplate import container_security_context
 
 from garfield_operator import constants as C
 
@@ -136,14 +139,44 @@ def _mount_tls(replica: Replica, pod_spec: Manifest, container: Manifest) -> Non
             "items": [{"key": key, "path": key} for key in (CA_FILE, CERT_FILE, KEY_FILE)],
         },
     }]
-    pod_spec["securityContext"] = {"fsGroup": C.TLS_FS_GROUP}
     container["volumeMounts"] = [{"name": C.TLS_VOLUME, "mountPath": TLS_MOUNT_PATH, "readOnly": True}]
+
+
+def _apply_template(replica: Replica, pod_spec: Manifest, container: Manifest) -> None:
+    """The role template's pod fields (validated: none collides with what Garfield sets)."""
+    pod = replica.pod
+    if pod.image_pull_policy:
+        container["imagePullPolicy"] = pod.image_pull_policy
+    if pod.env_from:
+        container["envFrom"] = copy.deepcopy(pod.env_from)
+        # env wins over envFrom: listing every contract variable (empty = unset, as garfield node
+        # reads it) keeps a ConfigMap's GARFIELD_ATTACK from making a correct replica Byzantine.
+        container["env"] += [{"name": name, "value": ""} for name in sorted(REPLICA_CONTRACT - set(replica.env))]
+    if pod.volumes:
+        pod_spec["volumes"] = pod_spec.get("volumes", []) + copy.deepcopy(pod.volumes)
+    if pod.volume_mounts:
+        container["volumeMounts"] = container.get("volumeMounts", []) + copy.deepcopy(pod.volume_mounts)
+    for key, value in (("serviceAccountName", pod.service_account_name), ("priorityClassName", pod.priority_class_name),
+                       ("schedulerName", pod.scheduler_name)):
+        if value:
+            pod_spec[key] = value
+    if pod.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = copy.deepcopy(pod.image_pull_secrets)
+    if pod.affinity:
+        pod_spec["affinity"] = copy.deepcopy(pod.affinity)
+    # The pod's context: fsGroup 10001 where the replica mounts its key (so its process reads it),
+    # the user's on top (another fsGroup is added to the process's groups just the same).
+    pod_context = ({"fsGroup": C.TLS_FS_GROUP} if replica.identity is not None else {}) | copy.deepcopy(
+        pod.pod_security_context)
+    if pod_context:
+        pod_spec["securityContext"] = pod_context
 
 
 def render_pod(job: Manifest, plan: Plan, replica: Replica, image: str, *, replacement: bool = False,
                digest: str = "") -> Manifest:
     meta = job["metadata"]
-    labels = job_labels(meta["name"]) | {C.LABEL_ROLE: replica.role, C.LABEL_INDEX: str(replica.index)}
+    labels = dict(replica.pod.labels) | job_labels(meta["name"]) | {C.LABEL_ROLE: replica.role,
+                                                                     C.LABEL_INDEX: str(replica.index)}
     if replica.byzantine:
         labels[C.LABEL_BYZANTINE] = "true"
     annotations = {C.ANNOTATION_SPEC_HASH: digest} if digest else {}
@@ -159,12 +192,9 @@ def render_pod(job: Manifest, plan: Plan, replica: Replica, image: str, *, repla
             {"name": C.PORT_METRICS_NAME, "containerPort": replica.ports["metrics"], "protocol": "TCP"},
         ],
         # A training node needs no privilege: whatever user the image runs as (the project's image
-        # runs as 10001; images built FROM it may change that), it cannot gain capabilities.
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        # runs as 10001; images built FROM it may change that), it cannot gain capabilities. The
+        # template's securityContext merges on top (weakening needs allowWeakerSecurityContext).
+        "securityContext": container_security_context(replica.pod.security_context),
         # Ready = the node serves its status endpoint; peers already reach it through DNS.
         "readinessProbe": {
             "httpGet": {"path": "/status", "port": C.PORT_METRICS_NAME},
@@ -184,6 +214,7 @@ def render_pod(job: Manifest, plan: Plan, replica: Replica, image: str, *, repla
     }
     if replica.identity is not None:
         _mount_tls(replica, pod_spec, container)
+    _apply_template(replica, pod_spec, container)
     if replica.node_selector:
         pod_spec["nodeSelector"] = dict(replica.node_selector)
     if replica.tolerations:
@@ -194,6 +225,7 @@ def render_pod(job: Manifest, plan: Plan, replica: Replica, image: str, *, repla
         "labels": labels,
         "ownerReferences": [owner_reference(job)],
     }
+    annotations = dict(replica.pod.annotations) | annotations  # Garfield's keys are its own (validated)
     if annotations:
         metadata["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}

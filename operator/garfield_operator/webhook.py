@@ -27,14 +27,18 @@ def register(registry: kopf.OperatorRegistry) -> None:
 
     @kopf.on.validate(C.GROUP, C.VERSION, C.PLURAL, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"],
                       registry=registry)
-    def validate_job(body: kopf.Body, name: str | None, namespace: str | None, **_: Any) -> None:
+    def validate_job(body: kopf.Body, name: str | None, namespace: str | None, warnings: list[str],
+                     **_: Any) -> None:
         manifest = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
                     "metadata": {"name": name or body.get("metadata", {}).get("name"), "namespace": namespace},
                     "spec": dict(body.get("spec") or {})}
         try:
-            validate_manifest(manifest)
+            job = validate_manifest(manifest)
         except InvalidJob as exc:
             raise kopf.AdmissionError("; ".join(exc.errors), code=422) from None
+        # Accepted with warnings (a weaker security context asked for, a non-robust rule):
+        # kubectl prints each as "Warning: ...".
+        warnings.extend(job.warnings)
 
 
 def server(bind_address: str, port: int, certfile: str, keyfile: str) -> kopf.WebhookServer:

@@ -181,7 +181,7 @@ def _replica_entry(node: ProtocolNode, task: asyncio.Task[int], job: str) -> dic
 
 def simulate_cli(args: argparse.Namespace) -> int:
     """Entry point of `garfield simulate FILE [--output-dir D] [--steps N] [--no-progress] [--timeout S]`."""
-    job = job_from_args(args, "simulate")
+    job = job_from_args(args, "simulate", "garfield simulate runs the replicas in one process")
     if job is None:
         return 2
     result = simulate(job, Path(args.output_dir) if args.output_dir else None, timeout=args.timeout,

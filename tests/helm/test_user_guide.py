@@ -95,7 +95,7 @@ def task_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if match:
             (package / match.group(1)).write_text(body)
             written += 1
-    assert written == 2
+    assert written == 3
     monkeypatch.syspath_prepend(str(tmp_path))
     yield package
     for name in [m for m in sys.modules if m == "my_task" or m.startswith("my_task.")]:
@@ -118,3 +118,45 @@ def test_guide_tasks_train_through_the_adapters(task_package: Path, framework: s
     after = adapter.to_numpy(adapter.get_params())
     assert before.shape == after.shape and (before != after).any(), "one step must move the model"
     assert 0.0 <= adapter.evaluate(max_batches=2)["accuracy"] <= 1.0
+
+
+def test_the_pvc_example_trains_writes_and_loads_its_model(task_package: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Section 7's worked example without the cluster: the blobs saved as the npz its task reads
+    (at the job's path, made local), one step, the model written as a server writes it into
+    spec.output.path, then the guide's loading snippet, verbatim but for its folder."""
+    import numpy as np
+    import torch
+
+    from garfield.observability.models import write_model
+
+    manifest = _jobs()["blobs-pvc"]
+    spec = manifest["spec"]
+    assert spec["output"]["path"] == "/output"
+    servers, workers = spec["servers"]["template"], spec["workers"]["template"]
+    assert {m["mountPath"] for m in servers["volumeMounts"]} == {"/data", "/output"}
+    assert {m["mountPath"] for m in workers["volumeMounts"]} == {"/data"}
+    assert spec["task"]["args"]["path"] == "/data/blobs.npz"
+
+    blobs = load_task("my_task.torch_task:build", {})
+    x_train, y_train = (torch.stack([blobs.train[i][k] for i in range(len(blobs.train))]) for k in (0, 1))
+    x_test, y_test = (torch.stack([blobs.test[i][k] for i in range(len(blobs.test))]) for k in (0, 1))
+    data = tmp_path / "blobs.npz"
+    np.savez(data, x_train=x_train.numpy(), y_train=y_train.numpy(), x_test=x_test.numpy(), y_test=y_test.numpy())
+    job = validate_manifest({**manifest, "spec": {**spec, "task": {**spec["task"], "args": {"path": str(data)}}}})
+    task = load_task(job.spec.task.entrypoint, job.spec.task.args)
+    adapter = create("pytorch", task, job.spec, "server", 0)
+    gradient, loss = adapter.compute_gradient()
+    assert math.isfinite(loss)
+    adapter.apply_gradient(gradient)
+    models = tmp_path / "blobs-models"
+    write_model(adapter, models / "server-0", job="blobs-pvc", replica="server-0", framework="pytorch", step=1,
+                accuracy=0.5)
+
+    (snippet,) = [b for b in _blocks("python") if "read_manifest" in b and "blobs-models" in b]
+    monkeypatch.chdir(tmp_path)  # the snippet's relative paths: blobs-models/, blobs.npz
+    scope: dict[str, Any] = {}
+    exec(compile(snippet, "user-guide.md", "exec"), scope)  # noqa: S102 - the guide's own code
+    loaded = scope["model"]
+    for a, b in zip(loaded.state_dict().values(), task.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -28,11 +28,16 @@ def test_fresh_job_creates_service_and_every_pod_once() -> None:
     assert stored["status"]["phase"] == C.PENDING
     assert stored["status"]["replicaStatuses"]["workers"]["active"] == 5
     assert [e.reason for e in d.events] == [C.R_PODS_CREATED]
-    # Same state again (pods now exist, status stored): nothing to do, no status write.
+    assert "createdReplicas" not in stored["status"]  # created, not yet seen: a refused create is no pod
+    # The pods now exist: nothing to do but record that every replica has had a pod.
     pods = [pod(m) for m in d.create_pods]
     d2 = decide(Observed(stored, pods, True, T0 + dt.timedelta(seconds=1)), IMAGE)
     assert d2.create_pods == [] and d2.delete_pods == [] and d2.create_service is None
-    assert d2.status_patch is None and d2.events == []
+    assert d2.status_patch == {"createdReplicas": ["j-server-0"] + [f"j-worker-{i}" for i in range(5)]}
+    assert d2.events == []
+    # Same state again: no status write.
+    d3 = decide(Observed(apply(stored, d2), pods, True, T0 + dt.timedelta(seconds=2)), IMAGE)
+    assert d3.create_pods == [] and d3.delete_pods == [] and d3.status_patch is None and d3.events == []
 
 
 def test_pod_rendering_gpu_requests_equal_limits_and_owner() -> None:

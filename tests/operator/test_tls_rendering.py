@@ -84,7 +84,7 @@ def test_a_foreign_ca_secret_holds_back_every_pod_with_one_warning() -> None:
     stored = apply(body, d)
     degraded = next(c for c in stored["status"]["conditions"] if c["type"] == C.COND_DEGRADED)
     assert degraded["status"] == "True" and degraded["reason"] == C.R_FOREIGN_CA_SECRET
-    assert not stored["status"].get("startTime"), "nothing started: no replica counts as lost later"
+    assert not stored["status"].get("startTime") and not stored["status"].get("createdReplicas")
     again = decide(Observed(stored, [], True, T0 + dt.timedelta(seconds=2), ca_secret=CaSecret.FOREIGN), IMAGE)
     assert again.events == [] and again.create_pods == []
     # Gone (garbage-collected): the CA is made and every pod created, as first starts.

@@ -76,6 +76,17 @@ def test_webhook_refuses_invalid_jobs_at_apply(crd: ControlPlane, jobs: Jobs, st
         proc = crd.kubectl("patch", "btj", "good", "-n", NS, "--type=merge", "-p",
                            '{"spec":{"workers":{"replicas":4}}}', check=False)
         assert proc.returncode != 0 and "krum needs" in proc.stderr
+        # A template setting what Garfield owns is refused naming the field (the schema declares
+        # those fields, so the apiserver hands them to the webhook instead of pruning them).
+        owned = job_manifest("owned", workers=4, worker_f=1)
+        owned["spec"]["workers"]["template"] = {"command": ["sh"]}
+        proc = crd.kubectl("apply", "-n", NS, "-f", "-", input=json.dumps(owned), check=False)
+        assert proc.returncode != 0 and "spec.workers.template.command: Garfield owns the container command" in proc.stderr
+        # Accepted with warnings: kubectl prints them.
+        weak = job_manifest("weak", workers=4, worker_f=1)
+        weak["spec"]["workers"]["template"] = {"securityContext": {"privileged": True}, "allowWeakerSecurityContext": True}
+        proc = crd.kubectl("apply", "-n", NS, "-f", "-", input=json.dumps(weak))
+        assert "Warning: spec.workers.template.securityContext.privileged: true weakens" in proc.stderr, proc.stderr
     finally:
         crd.kubectl("delete", "validatingwebhookconfiguration", "garfield-test-webhook", check=False)
         op.stop()

@@ -64,3 +64,38 @@ def job(name: str = "j", *, workers: int = 5, worker_f: int | None = 1, gar: str
         body["runPolicy"] = run_policy
     body.update(spec)
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, **(metadata or {})}, "spec": body}
+
+
+def full_template(claim: str = "data", secret: str = "creds", config: str = "settings",
+                  service_account: str = "trainer", priority_class: str = "garfield-test",
+                  pull_secret: str = "registry") -> dict[str, Any]:
+    """A role template using every pod-template field: a PVC for data and output, envFrom of a
+    Secret and a ConfigMap, a ServiceAccount, an image pull Secret, anti-affinity, a PriorityClass,
+    another scheduler, labels, annotations, both security contexts (nothing weakened) and a pull
+    policy (tests/spec/test_pod_template_validation.py, tests/operator/test_pod_template_*.py)."""
+    return {
+        "resources": {"requests": {"cpu": "100m"}},
+        "volumes": [
+            {"name": "data", "persistentVolumeClaim": {"claimName": claim}},
+            {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}},
+        ],
+        "volumeMounts": [
+            {"name": "data", "mountPath": "/data", "subPath": "mnist", "readOnly": True},
+            {"name": "data", "mountPath": "/output", "subPath": "models"},
+            {"name": "scratch", "mountPath": "/tmp"},
+        ],
+        "envFrom": [{"secretRef": {"name": secret}}, {"configMapRef": {"name": config, "optional": True}, "prefix": "APP_"}],
+        "serviceAccountName": service_account,
+        "imagePullSecrets": [{"name": pull_secret}],
+        "imagePullPolicy": "IfNotPresent",
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                "labelSelector": {"matchLabels": {"team": "ml"}}}}]}},
+        "priorityClassName": priority_class,
+        "schedulerName": "volcano",
+        "labels": {"team": "ml", "example.com/cost-center": "research"},
+        "annotations": {"example.com/owner": "alice", "sidecar.istio.io/inject": "false"},
+        "podSecurityContext": {"runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 2000, "supplementalGroups": [3000]},
+        "securityContext": {"readOnlyRootFilesystem": True, "runAsNonRoot": True, "capabilities": {"drop": ["NET_RAW"]}},
+    }

@@ -3,12 +3,14 @@
 Which faults end a job is decided by `garfield.lifecycle` (the same rule as `garfield run`): f
 per role covers Byzantine and crashed replicas together, so simulated attackers plus lost pods
 beyond f fail the job with TooManyFailures. A replica counts as lost from its pod's failure until
-its replacement runs. Here only the cluster's part remains: each recreation counts against
-backoffLimit.
+its replacement runs; a replica that never had a pod (its create refused by a quota, an admission
+plugin, a missing ServiceAccount...) is not created yet, never lost (garfield_operator.observe).
+Here only the cluster's part remains: each recreation counts against backoffLimit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from garfield.lifecycle import Health, ReplicaState, faults
@@ -28,8 +30,11 @@ class FailureOutcome:
     states: list[ReplicaState] = field(default_factory=list)  # every replica, in the lifecycle's terms
 
 
-def evaluate(plan: Plan, views: dict[str, PodView], spec: JobSpec, restarts: int) -> FailureOutcome:
-    out = FailureOutcome(states=replica_states(plan, views))
+def evaluate(plan: Plan, views: dict[str, PodView], spec: JobSpec, restarts: int, created: Collection[str] = (),
+             refused: Mapping[str, str] | None = None) -> FailureOutcome:
+    """`created`: the replicas that have had a pod; `refused`: pod name -> the apiserver's message
+    for the pods whose last create it refused (see observe.replica_states)."""
+    out = FailureOutcome(states=replica_states(plan, views, created, refused))
     for state in out.states:
         if state.health is Health.LOST and not state.byzantine:
             out.lost.setdefault(state.role, []).append(state.name)

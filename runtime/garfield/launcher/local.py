@@ -36,6 +36,7 @@ from garfield.launcher.summary import FAILED, SUCCEEDED, ModelOwner, RunResult, 
 from garfield.launcher.supervision import SETTLE_SECONDS, Signals, Supervisor, threads_per_replica
 from garfield.plan import Loopback, Plan, Replica, make_plan
 from garfield.spec.contract import ENV_OUTPUT_DIR
+from garfield.spec.podtemplate import cluster_only
 from garfield.spec.validation import InvalidJob, Job, load_job, validate_manifest
 
 
@@ -163,9 +164,21 @@ def launch(job: Job, output_dir: Path | None = None, *, steps: int | None = None
     return result
 
 
-def job_from_args(args: argparse.Namespace, command: str) -> Job | None:
+def local_warnings(job: Job, runs: str = "garfield run starts processes") -> list[str]:
+    """What a run without pods (`garfield run`, `garfield simulate`: `runs` says how it runs the
+    replicas) leaves out of the job: the templates' pod-only fields."""
+    out = []
+    for key in ("servers", "workers"):
+        fields = cluster_only((job.manifest["spec"].get(key) or {}).get("template") or {})
+        if fields:
+            out.append(f"spec.{key}.template: {runs}, not pods, and ignores {', '.join(fields)}")
+    return out
+
+
+def job_from_args(args: argparse.Namespace, command: str, runs: str) -> Job | None:
     """The job of `garfield run|simulate FILE [--steps N]`, validated with --steps applied and its
-    warnings printed; None once the reason it cannot be used has been printed (exit status 2)."""
+    warnings printed (`runs`: how the command runs the replicas, for `local_warnings`); None once
+    the reason it cannot be used has been printed (exit status 2)."""
     try:
         job = load_job(args.file)
         if args.steps is not None:
@@ -176,7 +189,7 @@ def job_from_args(args: argparse.Namespace, command: str) -> Job | None:
     except OSError as exc:
         print(f"garfield {command}: cannot read {args.file}: {exc}", file=sys.stderr)
         return None
-    for warning in job.warnings:
+    for warning in job.warnings + local_warnings(job, runs):
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
     return job
 
@@ -192,7 +205,7 @@ def report(result: RunResult, command: str) -> int:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Entry point of `garfield run FILE [--output-dir D] [--steps N] [--no-progress] [--timeout S]`."""
-    job = job_from_args(args, "run")
+    job = job_from_args(args, "run", "garfield run starts processes")
     if job is None:
         return 2
     output_dir = Path(args.output_dir) if args.output_dir else None

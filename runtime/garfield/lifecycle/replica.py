@@ -11,12 +11,14 @@ from garfield.spec.kinds import Role
 class Health(StrEnum):
     """A replica's state as far as the job's fate goes.
 
-    LOST covers every way a replica stops counting: a crashed process, a failed or deleted pod, and
-    a replacement pod that does not run yet (the replica is lost until its replacement runs, so f+1
-    failures in a row fail the job even while replacements are pending).
+    LOST covers every way a replica stops counting: a crashed process, a failed, deleted or missing
+    pod of a replica that had one, and a replacement pod that does not run yet (the replica is lost
+    until its replacement runs, so f+1 failures in a row fail the job even while replacements are
+    pending or refused). A replica that never started (a pod never created, whose create the
+    apiserver refused) is STARTING, not LOST: nothing of it failed.
     """
 
-    STARTING = "starting"  # not running yet (first start): neither counted nor lost
+    STARTING = "starting"  # not running yet (first start, or never created): neither counted nor lost
     RUNNING = "running"
     FINISHED = "finished"  # finished training (exit 0, pod Succeeded, status "done")
     LOST = "lost"

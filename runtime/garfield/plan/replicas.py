@@ -17,7 +17,7 @@ from garfield.security.files import TlsMaterial
 from garfield.security.identity import ReplicaIdentity
 from garfield.spec import contract
 from garfield.spec.kinds import Role, Topology
-from garfield.spec.model import AttackSpec, JobSpec, gpu_count
+from garfield.spec.model import AttackSpec, JobSpec, PodOptions, gpu_count
 from garfield.spec.validation import Job
 
 SERVER, WORKER, PEER = Role.SERVER, Role.WORKER, Role.PEER
@@ -29,7 +29,7 @@ NODE_COMMAND: tuple[str, ...] = ("python", "-m", "garfield", "node")
 
 # Where a pod finds its own TLS key, certificate and job CA (its Secret, mounted read-only); the
 # local launcher points each process at its own folder of the run instead.
-TLS_MOUNT_PATH = "/var/run/secrets/garfield.dev/tls"
+TLS_MOUNT_PATH = contract.TLS_MOUNT_PATH
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,9 @@ class Replica:
     resources: dict[str, dict[str, Any]]
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict[str, Any]] = field(default_factory=list)
+    # The rest of the role's template (volumes, identity, scheduling, metadata, security context):
+    # the operator renders it, the local launcher ignores it.
+    pod: PodOptions = field(default_factory=PodOptions)
     address: str = ""
     attack: SimulatedAttack | None = None
     # Who the replica is to its peers under mutual TLS (None: the job runs plaintext), and the
@@ -119,7 +122,9 @@ class Replica:
         return gpu_count(self.resources)
 
     def to_dict(self) -> dict[str, Any]:
+        pod = self.pod.to_dict()
         return {
+            **({"pod": pod} if pod else {}),  # only when set: a job without them keeps its spec hash
             "name": self.name,
             "role": str(self.role),
             "index": self.index,
@@ -232,6 +237,7 @@ def make_plan(job: Job, addressing: Addressing) -> Plan:
                     resources=role_spec.template.resources,
                     node_selector=role_spec.template.node_selector,
                     tolerations=role_spec.template.tolerations,
+                    pod=role_spec.template.pod,
                     address=addresses[role][index],
                     attack=bad,
                     identity=ReplicaIdentity(job.namespace, job.name, role, index) if spec.mutual_tls else None,

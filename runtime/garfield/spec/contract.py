@@ -25,3 +25,9 @@ REPLICA_CONTRACT: frozenset[str] = frozenset({
     ENV_JOB_NAME, ENV_ROLE, ENV_INDEX, ENV_SPEC, ENV_LISTEN, ENV_METRICS_PORT, ENV_SERVERS, ENV_WORKERS, ENV_ATTACK,
     ENV_OUTPUT_DIR, ENV_TLS_DIR,
 })
+
+# Where a pod finds its own TLS key, certificate and job CA (its Secret, mounted read-only), and the
+# name of that volume: Garfield's, so a role template may neither mount something there nor reuse
+# the name (garfield.spec.podtemplate). The local launcher points each process at its own folder.
+TLS_MOUNT_PATH = "/var/run/secrets/garfield.dev/tls"
+TLS_VOLUME = "garfield-tls"

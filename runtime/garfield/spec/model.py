@@ -49,11 +49,47 @@ def gpu_count(resources: dict[str, dict[str, Any]]) -> int:
 
 
 @dataclass(frozen=True)
+class PodOptions:
+    """The pod-template fields only a pod has (volumes, identity, scheduling, metadata, security
+    context): the plan hands them to each replica, the operator renders them, `garfield run`
+    ignores them. Values are the manifest's, Kubernetes-shaped (camelCase keys)."""
+
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    volume_mounts: list[dict[str, Any]] = field(default_factory=list)
+    env_from: list[dict[str, Any]] = field(default_factory=list)
+    service_account_name: str | None = None
+    image_pull_secrets: list[dict[str, str]] = field(default_factory=list)
+    image_pull_policy: str | None = None
+    affinity: dict[str, Any] = field(default_factory=dict)
+    priority_class_name: str | None = None
+    scheduler_name: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    pod_security_context: dict[str, Any] = field(default_factory=dict)
+    security_context: dict[str, Any] = field(default_factory=dict)
+    allow_weaker_security_context: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that are set, under their template names (what `garfield plan` prints)."""
+        values = {
+            "volumes": self.volumes, "volumeMounts": self.volume_mounts, "envFrom": self.env_from,
+            "serviceAccountName": self.service_account_name, "imagePullSecrets": self.image_pull_secrets,
+            "imagePullPolicy": self.image_pull_policy, "affinity": self.affinity,
+            "priorityClassName": self.priority_class_name, "schedulerName": self.scheduler_name,
+            "labels": self.labels, "annotations": self.annotations, "podSecurityContext": self.pod_security_context,
+            "securityContext": self.security_context,
+            "allowWeakerSecurityContext": self.allow_weaker_security_context,
+        }
+        return {k: v for k, v in values.items() if v}
+
+
+@dataclass(frozen=True)
 class PodTemplate:
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     env: list[dict[str, str]] = field(default_factory=list)
+    pod: PodOptions = field(default_factory=PodOptions)
 
     @property
     def gpus(self) -> int:
@@ -171,6 +207,22 @@ def _template(d: dict[str, Any]) -> PodTemplate:
         node_selector=d.get("nodeSelector", {}),
         tolerations=d.get("tolerations", []),
         env=d.get("env", []),
+        pod=PodOptions(
+            volumes=d.get("volumes", []),
+            volume_mounts=d.get("volumeMounts", []),
+            env_from=d.get("envFrom", []),
+            service_account_name=d.get("serviceAccountName"),
+            image_pull_secrets=d.get("imagePullSecrets", []),
+            image_pull_policy=d.get("imagePullPolicy"),
+            affinity=d.get("affinity", {}),
+            priority_class_name=d.get("priorityClassName"),
+            scheduler_name=d.get("schedulerName"),
+            labels=d.get("labels", {}),
+            annotations=d.get("annotations", {}),
+            pod_security_context=d.get("podSecurityContext", {}),
+            security_context=d.get("securityContext", {}),
+            allow_weaker_security_context=bool(d.get("allowWeakerSecurityContext", False)),
+        ),
     )
 
 

@@ -14,7 +14,9 @@ from typing import Any
 from garfield.aggregators.catalog import RULES as GAR_RULES
 from garfield.aggregators.preaggregation import STAGES as PRE_STAGES
 from garfield.attacks.catalog import SERVER_ATTACKS, WORKER_ATTACKS
+from garfield.spec.contract import TLS_MOUNT_PATH
 from garfield.spec.model import MUTUAL_TLS_DEFAULT
+from garfield.spec.podtemplate import FLAT_HINTS, OWNED_FIELDS
 
 GROUP = "garfield.dev"
 VERSION = "v1alpha1"
@@ -118,9 +120,36 @@ _ENV_VAR: Schema = _obj(
 )
 
 
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def _ref(kind: str) -> Schema:
+    return _obj(f"A {kind} in the job's namespace.", {
+        "name": _str(f"{kind} name.", pattern=_DNS_SUBDOMAIN),
+        "optional": {"type": "boolean", "description": f"Start the pod even when the {kind} does not exist."},
+    }, required=["name"])
+
+
+def _owned() -> dict[str, Schema]:
+    """Pod fields a template may not set, declared so that the apiserver keeps them (it prunes
+    undeclared fields silently) and validation can refuse them by name, and so `kubectl explain`
+    says whose they are."""
+    fields: dict[str, Schema] = {}
+    for key, why in OWNED_FIELDS.items():
+        fields[key] = {"description": f"Not settable: Garfield owns {why}. Validation refuses it.",
+                       "x-kubernetes-preserve-unknown-fields": True}
+    for key, hint in FLAT_HINTS.items():
+        fields[key] = {"description": f"Not a template field: {hint}. Validation refuses it.",
+                       "x-kubernetes-preserve-unknown-fields": True}
+    return fields
+
+
 def _template(role: str) -> Schema:
     return _obj(
-        f"What the {role} pods run on: resources (nvidia.com/gpu included), placement and environment.",
+        f"What the {role} pods run with: resources (nvidia.com/gpu included), placement, environment, volumes, "
+        "identity, scheduling, metadata and security context, as in a pod template. Garfield owns the container's "
+        "command, ports and name, the restart policy, hostname and subdomain and the owner references; a template "
+        "cannot set them.",
         {
             "resources": _obj(
                 "Compute resources of the replica's container, as in a Pod. Requesting nvidia.com/gpu makes the runtime "
@@ -141,6 +170,105 @@ def _template(role: str) -> Schema:
                 "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
             },
             "env": {"type": "array", "description": "Extra environment variables.", "items": _ENV_VAR},
+            "envFrom": {
+                "type": "array",
+                "description": "Container environment variables from whole ConfigMaps or Secrets, as in a Container. "
+                               "They cannot set the replica contract's GARFIELD_* variables: the operator lists every "
+                               "one of them in env, which wins over envFrom. Ignored by garfield run.",
+                "items": _obj(
+                    "One ConfigMap or Secret whose keys become environment variables.",
+                    {
+                        "prefix": _str("Prefix added to each key's variable name.",
+                                       pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"),
+                        "configMapRef": _ref("ConfigMap"),
+                        "secretRef": _ref("Secret"),
+                    },
+                ),
+            },
+            "volumes": {
+                "type": "array",
+                "description": "Pod volumes, as in a Pod spec (persistentVolumeClaim, configMap, secret, emptyDir, "
+                               "nfs, csi, ...); the apiserver checks each volume source when it creates the pods. The "
+                               "name garfield-tls is Garfield's (the replica's own TLS key); a hostPath volume needs "
+                               "allowWeakerSecurityContext. Ignored by garfield run.",
+                "maxItems": 64,
+                "items": {
+                    "type": "object",
+                    "description": "One pod volume: a name and one volume source, as in a Pod spec.",
+                    "required": ["name"],
+                    "properties": {"name": _str("Volume name (a DNS label), referred to by volumeMounts.")},
+                    "x-kubernetes-preserve-unknown-fields": True,
+                },
+            },
+            "volumeMounts": {
+                "type": "array",
+                "description": "Where the replica's container mounts the template's volumes, as in a Container. "
+                               f"{TLS_MOUNT_PATH} (and below) is where Garfield mounts the replica's own TLS key. "
+                               "Ignored by garfield run.",
+                "maxItems": 64,
+                "items": _obj(
+                    "One volume mount of the container.",
+                    {
+                        "name": _str("The name of one of template.volumes."),
+                        "mountPath": _str("Absolute path in the container."),
+                        "readOnly": {"type": "boolean", "description": "Mount read-only."},
+                        "subPath": _str("Path within the volume to mount instead of its root."),
+                        "subPathExpr": _str("Like subPath, expanding $(VAR) from the container's environment."),
+                        "mountPropagation": _str("How mounts propagate between host and container.",
+                                                 enum=["None", "HostToContainer", "Bidirectional"]),
+                    },
+                    required=["name", "mountPath"],
+                ),
+            },
+            "serviceAccountName": _str("The pod's ServiceAccount (its credentials for the Kubernetes API, or a "
+                                       "cloud identity bound to it); the namespace's default one when omitted.",
+                                       pattern=_DNS_SUBDOMAIN),
+            "imagePullSecrets": {
+                "type": "array",
+                "description": "Secrets (kubernetes.io/dockerconfigjson) the kubelet pulls the image with, as in a Pod spec.",
+                "items": _obj("A Secret in the job's namespace.", {"name": _str("Secret name.", pattern=_DNS_SUBDOMAIN)},
+                              required=["name"]),
+            },
+            "imagePullPolicy": _str("When the kubelet pulls the image, as in a Container: Always, IfNotPresent or "
+                                    "Never (Kubernetes' default when omitted: Always for :latest, else IfNotPresent).",
+                                    enum=["Always", "IfNotPresent", "Never"]),
+            "affinity": _free("Pod affinity and anti-affinity and node affinity, as in a Pod spec (nodeAffinity, "
+                              "podAffinity, podAntiAffinity), e.g. to spread a role's replicas over nodes or zones so "
+                              "one machine's failure costs at most f."),
+            "priorityClassName": _str("The pod's PriorityClass (it must exist).", pattern=_DNS_SUBDOMAIN),
+            "schedulerName": _str("The scheduler that places the pods (e.g. volcano, or another gang scheduler); the "
+                                  "default scheduler when omitted.", pattern=_DNS_SUBDOMAIN),
+            "labels": {
+                "type": "object",
+                "description": "Labels added to the role's pods. garfield.dev/ keys and app.kubernetes.io/managed-by "
+                               "are Garfield's (it selects its pods by them).",
+                "additionalProperties": {"type": "string"},
+            },
+            "annotations": {
+                "type": "object",
+                "description": "Annotations added to the role's pods (garfield.dev/ keys are Garfield's).",
+                "additionalProperties": {"type": "string"},
+            },
+            "podSecurityContext": _free(
+                "Pod-level securityContext (PodSecurityContext: runAsUser, runAsGroup, fsGroup, supplementalGroups, "
+                "seccompProfile, sysctls, ...), merged over Garfield's (fsGroup 10001 under mutual TLS, so the node "
+                "reads its key; another fsGroup works as well). runAsUser: 0 or runAsNonRoot: false needs "
+                "allowWeakerSecurityContext."),
+            "securityContext": _free(
+                "Container-level securityContext (SecurityContext), merged over Garfield's defaults "
+                "(allowPrivilegeEscalation: false, capabilities.drop: [ALL], seccompProfile RuntimeDefault; "
+                "capabilities.drop always keeps ALL). A value that weakens them (privileged: true, "
+                "allowPrivilegeEscalation: true, capabilities.add, seccompProfile Unconfined, procMount Unmasked, "
+                "runAsUser: 0, runAsNonRoot: false) needs allowWeakerSecurityContext; readOnlyRootFilesystem, "
+                "runAsUser, SELinux and AppArmor options only strengthen or keep them."),
+            "allowWeakerSecurityContext": {
+                "type": "boolean",
+                "description": "Accept securityContext or podSecurityContext values that weaken Garfield's defaults, "
+                               "and hostPath volumes (validation otherwise refuses them); each is still reported as a "
+                               "warning, and the "
+                               "operator posts a Warning event when it creates the pods.",
+            },
+            **_owned(),
         },
     )
 
@@ -330,6 +458,13 @@ def status_schema() -> Schema:
                 },
             ),
             "restarts": _int("Pods recreated after failures, counted against runPolicy.backoffLimit."),
+            "createdReplicas": {
+                "type": "array",
+                "description": "Replicas that have had a pod (names, as the operator saw their pods): a missing or "
+                               "not yet running pod of one of them is a lost replica being replaced; any other replica "
+                               "is not created yet (its create may have been refused) and is no failure.",
+                "items": {"type": "string"},
+            },
             "startTime": {"type": "string", "format": "date-time", "description": "When the job's pods were first created."},
             "completionTime": {"type": "string", "format": "date-time", "description": "When the job succeeded or failed."},
             "observedGeneration": _int("metadata.generation the status describes."),

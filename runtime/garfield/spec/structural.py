@@ -80,6 +80,8 @@ def check(value: Any, schema: Schema, path: str, errors: list[str]) -> Any:
                 out[key] = check(item, properties[key], f"{path}.{key}", errors)
             elif isinstance(extra, dict):
                 out[key] = check(item, extra, f"{path}.{key}", errors)
+            elif schema.get("x-kubernetes-preserve-unknown-fields"):
+                out[key] = copy.deepcopy(item)  # declared fields checked, the rest kept (pod volumes)
             else:
                 known = ", ".join(sorted(properties)) or "none"
                 errors.append(f"{path}.{key}: unknown field (known fields: {known})")

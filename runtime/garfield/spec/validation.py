@@ -19,7 +19,7 @@ from typing import Any
 from garfield.aggregators.catalog import RULES
 from garfield.aggregators.preaggregation import check_chain, describe
 from garfield.attacks.catalog import BY_SIDE, AttackSide
-from garfield.spec import schema
+from garfield.spec import podtemplate, schema
 from garfield.spec.contract import REPLICA_CONTRACT
 from garfield.spec.documents import DocumentError, non_finite_errors, parse, read_text, walk
 from garfield.spec.kinds import Role, Topology
@@ -134,6 +134,15 @@ def _contract_rules(spec: JobSpec, errors: list[str]) -> None:
                               "(the replica contract: role, index, spec, peers); a template cannot set it")
 
 
+def _template_rules(normalised: dict[str, Any], errors: list[str], warnings: list[str]) -> None:
+    """The pod-template rules (garfield.spec.podtemplate): the fields, labels, TLS volume and mount
+    path that are Garfield's, and the security context's defaults."""
+    for key in ("servers", "workers"):
+        template = (normalised.get(key) or {}).get("template")
+        if template:
+            podtemplate.template_rules(f"spec.{key}.template", template, errors, warnings)
+
+
 def validate_manifest(manifest: Any, source: str = "") -> Job:
     """Validate a parsed manifest; return the normalised job or raise InvalidJob with every error."""
     errors: list[str] = []
@@ -165,6 +174,7 @@ def validate_manifest(manifest: Any, source: str = "") -> Job:
     spec = from_dict(normalised["spec"])
     _cross_field(spec, errors, warnings)
     _contract_rules(spec, errors)
+    _template_rules(normalised["spec"], errors, warnings)
     errors += non_finite_errors(non_finite, errors)
     if errors:
         raise InvalidJob(errors, source)

@@ -42,6 +42,7 @@ def test_suspend_deletes_pods_and_resume_recreates_them() -> None:
     assert len(d.delete_pods) == 6 and d.create_pods == []
     stored = apply(stored, d)
     assert stored["status"]["phase"] == C.SUSPENDED and "startTime" not in stored["status"]
+    assert "createdReplicas" not in stored["status"]  # so resumed pods are first pods, not replacements
     stored["spec"]["runPolicy"]["suspend"] = False
     later = T0 + dt.timedelta(hours=1)
     d = decide(Observed(stored, [], True, later), IMAGE)
