@@ -5,7 +5,10 @@ servers and workers never write; a server built again on the same folder resumes
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
 
 from garfield.observability.checkpoints import CheckpointStore
 
@@ -28,3 +31,16 @@ def test_correct_servers_checkpoint_and_byzantine_ones_never_do(tmp_path: Path) 
     again = harness.build(doc, output_dir=str(tmp_path))
     server = next(n for n in again.nodes if n.name == "server-0")
     assert server.resume() == 20  # type: ignore[attr-defined]
+
+
+def test_a_checkpoint_that_cannot_be_written_does_not_stop_training(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    doc = harness.manifest(1, 0, 2, 0, steps=12, worker_gar="average")
+    doc["spec"]["checkpoint"] = {"everySteps": 5}
+    (tmp_path / "server-0").write_text("a file where the server's folder should be")
+    cluster = harness.build(doc, output_dir=str(tmp_path))
+    with caplog.at_level(logging.ERROR, logger="garfield.server"):
+        codes = asyncio.run(harness.run(cluster, timeout=120))
+    assert codes == {"server-0": 0, "worker-0": 0, "worker-1": 0}, codes
+    failed = [r.__dict__["fields"]["step"] for r in caplog.records if r.getMessage() == "cannot write a checkpoint"]
+    assert failed == [5, 10]

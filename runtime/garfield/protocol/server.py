@@ -106,12 +106,18 @@ class ServerNode(ProtocolNode):
 
     def maybe_checkpoint(self, step: int) -> None:
         """Write a checkpoint when everySteps steps passed since the last one (not at the end: the
-        final model is exported then)."""
+        final model is exported then). A write that fails (disk full) is logged and training goes
+        on: the server loses only the chance to resume from this step."""
         if self.checkpoints is None or step >= self.total_steps:
             return
         if step - self._last_checkpoint < self.spec.checkpoint.every_steps:
             return
-        written = self.checkpoints.save(step, self.adapter.save_state, accuracy=self.state.accuracy)
+        try:
+            written = self.checkpoints.save(step, self.adapter.save_state, accuracy=self.state.accuracy)
+        except OSError as exc:  # a safety net that failed: training goes on, the previous checkpoints stay
+            log.error("cannot write a checkpoint", extra={"fields": {"step": step, "error": str(exc)}})
+            self._last_checkpoint = step
+            return
         self._last_checkpoint = step
         log.info("checkpoint written", extra={"fields": {"step": step, "path": str(written.path),
                                                          "sha256": written.manifest["sha256"]}})
