@@ -116,8 +116,10 @@ def test_decentralized_peers_learn(tmp_path: Path) -> None:
 
 
 def test_killing_f_workers_and_f_servers_mid_run_still_completes(tmp_path: Path) -> None:
-    """No attack: f=2 workers and f=1 server are simply killed (SIGKILL) once training is under way."""
-    job = variant("mnist-msmw.yaml", "e2e-crash", {"training": {"steps": 150}, "attack": DELETE})
+    """No attack: f=2 workers and f=1 server are simply killed (SIGKILL) once training is under way,
+    and stay down (restartPolicy Never; restarts and resume: tests/e2e/test_checkpoints.py)."""
+    job = variant("mnist-msmw.yaml", "e2e-crash", {"training": {"steps": 150}, "attack": DELETE,
+                                                   "runPolicy": {"restartPolicy": "Never"}})
     out = tmp_path / job.name
     victims = ["e2e-crash-worker-0", "e2e-crash-worker-3", "e2e-crash-server-2"]
     killed: list[str] = []

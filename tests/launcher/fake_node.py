@@ -3,7 +3,8 @@
 It reads the GARFIELD_* environment, serves `/status` on GARFIELD_METRICS_PORT and advances a step
 counter; correct servers (peers) report phase "done" at the last step and exit 0, workers run until
 stopped. FAKE_NODE (JSON {replica name: behaviour}) makes chosen replicas misbehave:
-"crash" exits 3 at once, "ignore-term" ignores SIGTERM, "grandchild" starts a sleeping child of its
+"crash" exits 3 at once, "crash-once" exits 3 at its first start only (it leaves a mark in the
+folder FAKE_NODE_MARKS), "ignore-term" ignores SIGTERM, "grandchild" starts a sleeping child of its
 own, "hang" never finishes, "linger" stays up after "done".
 FAKE_NODE_PACE=read makes a node advance one step only after its `/status` was read at the current
 step, so a test sees every step on the display whatever the machine's speed.
@@ -34,6 +35,15 @@ read_at_step = threading.Event()  # set when /status was served at the current s
 if behaviour == "crash":
     print(f"{name}: simulated crash", flush=True)
     sys.exit(3)
+if behaviour == "crash-once":
+    from pathlib import Path
+
+    mark = Path(os.environ["FAKE_NODE_MARKS"]) / name
+    if not mark.exists():
+        mark.touch()
+        print(f"{name}: simulated crash (first start)", flush=True)
+        sys.exit(3)
+    print(f"{name}: started again", flush=True)
 if behaviour == "fail":  # the real node's way: a JSON error line, then teardown noise
     print(json.dumps({"level": "error", "msg": "failed", "exception": "Traceback ...\nQuorumError: 4 of 7 left"}), flush=True)
     print("Traceback (most recent call last):\nasyncio.exceptions.CancelledError", flush=True)

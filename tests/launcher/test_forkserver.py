@@ -3,6 +3,7 @@ back to the launcher, and what the server must never do (import gRPC before fork
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -19,7 +20,7 @@ import pytest
 from garfield.launcher import children, lifeline
 from garfield.launcher.forkserver import TORCH_PRELOAD, ForkServer, ForkServerError, Preload
 from garfield.launcher.local import launch
-from garfield.spec.validation import load_job
+from garfield.spec.validation import load_job, validate_manifest
 
 from support.processes import running
 
@@ -161,8 +162,11 @@ def test_launch_forks_replicas_from_the_server_and_supervises_them(tmp_path: Pat
                 except psutil.NoSuchProcess:
                     parents[replica] = -1
 
-    result = launch(load_job(MSMW), tmp_path / "run", steps=3, progress="none", command=lambda r: [sys.executable, str(FAKE)],
-                    grace=2.0, on_status=on_status, fork_server=True)
+    job = load_job(MSMW)
+    manifest = copy.deepcopy(job.manifest)
+    manifest["spec"]["runPolicy"]["restartPolicy"] = "Never"  # the crashed worker stays down
+    result = launch(validate_manifest(manifest), tmp_path / "run", steps=3, progress="none",
+                    command=lambda r: [sys.executable, str(FAKE)], grace=2.0, on_status=on_status, fork_server=True)
     assert result.outcome == "succeeded", result.message
     assert result.replicas["mnist-msmw-worker-5"]["exit"] == "exit 3"
     assert result.replicas["mnist-msmw-server-0"]["exit"] == "exit 0"

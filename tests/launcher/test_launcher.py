@@ -3,6 +3,7 @@ summary, progress output, port picking, and that no child process ever outlives 
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -14,7 +15,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import psutil
 import pytest
@@ -22,7 +23,7 @@ import pytest
 from garfield.cli import main as cli_main
 from garfield.launcher.local import launch
 from garfield.launcher.ports import free_ports, loopback_table
-from garfield.spec.validation import load_job
+from garfield.spec.validation import load_job, validate_manifest
 
 from support.processes import running
 
@@ -36,10 +37,20 @@ def fake_command(replica) -> list[str]:
 
 
 def run_fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, behaviour: dict[str, str] | None = None,
-             steps: int = 40, **kwargs):
+             steps: int = 40, run_policy: dict[str, Any] | None = None, attack: bool = True, **kwargs):
     monkeypatch.setenv("FAKE_NODE", json.dumps(behaviour or {}))
+    marks = tmp_path / "marks"
+    marks.mkdir(exist_ok=True)
+    monkeypatch.setenv("FAKE_NODE_MARKS", str(marks))
     stream = io.StringIO()
-    result = launch(load_job(MSMW), tmp_path / "run", steps=steps, progress="lines", stream=stream,
+    job = load_job(MSMW)
+    if run_policy or not attack:
+        manifest = copy.deepcopy(job.manifest)
+        manifest["spec"]["runPolicy"].update(run_policy or {})
+        if not attack:
+            manifest["spec"].pop("attack")
+        job = validate_manifest(manifest)
+    result = launch(job, tmp_path / "run", steps=steps, progress="lines", stream=stream,
                     command=fake_command, grace=kwargs.pop("grace", 2.0), **kwargs)
     return result, stream.getvalue()
 
@@ -101,9 +112,33 @@ def test_live_bar_redraws_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_byzantine_exits_and_up_to_f_crashes_do_not_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     behaviour = {"mnist-msmw-server-3": "crash", "mnist-msmw-worker-6": "crash", "mnist-msmw-worker-5": "crash"}
-    result, _ = run_fake(tmp_path, monkeypatch, behaviour)
+    result, _ = run_fake(tmp_path, monkeypatch, behaviour, run_policy={"restartPolicy": "Never"})
     assert result.outcome == "succeeded", result.message
     assert result.replicas["mnist-msmw-worker-5"]["exit"] == "exit 3"
+    assert result.replicas["mnist-msmw-worker-5"]["restarts"] == 0
+
+
+def test_a_crashed_server_is_restarted_under_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """runPolicy OnFailure (the default): the crashed correct server (one of f=1, no attackers) is
+    started again, as the operator recreates its pod, and finishes; its first log is kept."""
+    result, _ = run_fake(tmp_path, monkeypatch, {"mnist-msmw-server-1": "crash-once"}, attack=False)
+    assert result.outcome == "succeeded", result.message
+    server = result.replicas["mnist-msmw-server-1"]
+    assert server["restarts"] == 1 and server["exit"] == "exit 0", server
+    logs = tmp_path / "run" / "logs"
+    assert "simulated crash (first start)" in (logs / "mnist-msmw-server-1.1.log").read_text()
+    assert "mnist-msmw-server-1: started again" in (logs / "mnist-msmw-server-1.log").read_text().splitlines()
+    assert json.loads((tmp_path / "run" / "replicas.json").read_text())["mnist-msmw-server-1"]["pid"] == server["pid"]
+
+
+def test_restarts_beyond_the_backoff_limit_fail_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, _ = run_fake(tmp_path, monkeypatch, {"mnist-msmw-server-1": "crash-once"}, steps=100_000,
+                         run_policy={"backoffLimit": 0}, attack=False)
+    assert result.outcome == "failed", result.message
+    assert result.message == ("0 restarts so far; restarting mnist-msmw-server-1 (exit 3) would exceed "
+                              "runPolicy.backoffLimit=0")
+    assert result.replicas["mnist-msmw-server-1"]["restarts"] == 0
+    assert_all_gone(result)
 
 
 def test_more_than_f_crashes_fail_with_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

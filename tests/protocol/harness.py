@@ -92,10 +92,11 @@ def tls_material(ca: KeyPair, job: str, role: Role, index: int, namespace: str =
     return TlsMaterial(ca=ca.certificate, certificate=pair.certificate, key=pair.key)
 
 
-def build(doc: dict[str, Any], replace: dict[tuple[str, int], str] | None = None, tls: bool = False) -> Cluster:
+def build(doc: dict[str, Any], replace: dict[tuple[str, int], str] | None = None, tls: bool = False,
+          output_dir: str | None = None) -> Cluster:
     """Nodes for every replica of `doc`; `replace` maps (role, index) to an address served by
     something else (a raw impostor), for which no node is built. `tls`: mutual TLS, one CA for the
-    job and one certificate per replica."""
+    job and one certificate per replica. `output_dir`: every replica's output folder (models, checkpoints)."""
     job = validate_manifest(doc)
     ca = new_ca(job.name, job.namespace) if tls else None
     spec = job.spec
@@ -122,7 +123,7 @@ def build(doc: dict[str, Any], replace: dict[tuple[str, int], str] | None = None
             state = NodeState(job.name, role, index, spec.training.steps, byzantine=bad is not None)
             material = tls_material(ca, job.name, role, index) if ca is not None else None
             config = NodeConfig(job=job.name, role=role, index=index, spec=spec, listen=addresses[index],
-                                servers=servers, workers=workers, attack=bad, tls=material,
+                                servers=servers, workers=workers, attack=bad, tls=material, output_dir=output_dir,
                                 identity=ReplicaIdentity(job.namespace, job.name, role, index) if ca else None)
             nodes.append(protocol_node(config, adapter, state))
     return Cluster(nodes, servers, workers, ca=ca)

@@ -116,6 +116,16 @@ BAD: list[tuple[str, Callable[[dict], None], str]] = [
      "with f=2 that takes more workers or smaller buckets"),
     ("stage-param", _set("spec.workers.gar.preAggregation", [{"name": "clipping", "params": {"threshold": 0}}]),
      "spec.workers.gar.preAggregation[0].params.threshold: clipping needs threshold > 0, got 0"),
+    # spec.checkpoint
+    ("checkpoint-negative", _set("spec.checkpoint", {"everySteps": -1}),
+     "spec.checkpoint.everySteps: -1 is below the minimum 0"),
+    ("checkpoint-keep-zero", _set("spec.checkpoint", {"everySteps": 10, "keep": 0}),
+     "spec.checkpoint.keep: 0 is below the minimum 1"),
+    ("checkpoint-unknown", _set("spec.checkpoint", {"every": 10}), "spec.checkpoint.every: unknown field"),
+    ("checkpoint-decentralized", _all(_delete("spec.servers"), _delete("spec.attack.servers"),
+                                      _set("spec.checkpoint", {"everySteps": 10})),
+     "spec.checkpoint.everySteps: 10, but a decentralized job has no servers to checkpoint (peers are not "
+     "checkpointed); set it to 0 or remove spec.checkpoint"),
 ]
 
 
@@ -175,6 +185,27 @@ def test_a_pre_aggregation_chain_is_read_into_the_spec() -> None:
     assert [s.name for s in gar.pre] == ["nnm", "bucketing"] and gar.pre[1].params == {"s": 1}
     assert gar.label == "nnm -> bucketing(s=1) -> median"
     assert job.spec.to_dict()["workers"]["gar"]["preAggregation"][0] == {"name": "nnm"}
+
+
+def test_checkpoints_are_off_by_default_and_read_into_the_spec() -> None:
+    job = validate_manifest(base())
+    assert not job.spec.checkpoint.enabled and job.spec.checkpoint.keep == 3
+    assert job.spec.to_dict()["checkpoint"] == {"everySteps": 0, "keep": 3}
+    m = base()
+    m["spec"]["checkpoint"] = {"everySteps": 50}
+    m["spec"]["output"] = {"path": "/results"}
+    job = validate_manifest(m)
+    assert job.spec.checkpoint.every_steps == 50 and job.spec.checkpoint.keep == 3 and job.warnings == []
+
+
+def test_checkpoint_warnings_name_what_is_missing() -> None:
+    m = base()
+    m["spec"]["checkpoint"] = {"everySteps": 600}
+    warnings = validate_manifest(m).warnings
+    assert ("spec.checkpoint.everySteps: 600 >= spec.training.steps=600; no checkpoint is written before the end "
+            "(the final model is exported anyway)") in warnings
+    assert ("spec.checkpoint: without spec.output.path, checkpoints go to garfield run's run folder only; on a "
+            "cluster the servers write none (set spec.output.path to a folder on a volume)") in warnings
 
 
 def test_averaging_is_allowed_with_a_warning() -> None:

@@ -280,3 +280,44 @@ def test_export_writes_a_keras_file_keras_loads(make_spec: Any, tmp_path: Any) -
     loaded = keras.models.load_model(tmp_path / name)
     flat = np.concatenate([np.asarray(v).reshape(-1) for v in loaded.trainable_variables])
     assert np.array_equal(flat, np.arange(adapter.num_params, dtype=np.float32) / 10)
+
+
+def test_a_saved_state_resumes_model_and_optimizer_momentum(make_spec: Any, tmp_path: Any) -> None:
+    """save_state/load_state (a server's checkpoint, the TF path): a fresh adapter of the same task,
+    loaded, holds the same parameters and continues with the same momentum."""
+    x, y = regression_data()
+
+    def sgd() -> Any:
+        return keras.optimizers.SGD(0.5, momentum=0.9)
+
+    spec = make_spec(batchSize=8, learningRate=0.1)
+    original = TensorFlowAdapter(linear_task(x, y, optimizer=sgd), spec, "server", 0)
+    g = np.full(original.num_params, 0.5, np.float32)
+    original.apply_gradient(g)
+    original.apply_gradient(g)
+    path = tmp_path / "step-00000002.ckpt"  # the store's name: no .npz suffix is added
+    original.save_state(path)
+    assert path.is_file()
+
+    resumed = TensorFlowAdapter(linear_task(x, y, optimizer=sgd), spec, "server", 0)
+    resumed.set_params(np.zeros(resumed.num_params, np.float32))  # start elsewhere
+    resumed.load_state(path)
+    np.testing.assert_array_equal(resumed.to_numpy(resumed.get_params()), original.to_numpy(original.get_params()))
+    original.apply_gradient(g)
+    resumed.apply_gradient(g)
+    np.testing.assert_allclose(resumed.to_numpy(resumed.get_params()), original.to_numpy(original.get_params()),
+                               rtol=1e-6, atol=1e-6)
+    # the third step is momentum's (p3 = p2 - lr (1 + mu + mu^2) g), not a first step's (p2 - lr g)
+    assert int(resumed.optimizer.iterations) == int(original.optimizer.iterations) == 3
+
+def test_a_state_of_another_model_is_refused(make_spec: Any, tmp_path: Any) -> None:
+    x, y = regression_data()
+    spec = make_spec(batchSize=8)
+    small = TensorFlowAdapter(linear_task(x, y), spec, "server", 0)
+    small.save_state(tmp_path / "state")
+    keras.utils.set_random_seed(3)
+    deeper = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(4), keras.layers.Dense(y.shape[1])])
+    other = TensorFlowAdapter(Task(model=deeper, loss=keras.losses.MeanSquaredError(), optimizer=keras.optimizers.SGD(0.5),
+                                   train=(x, y), test=(x, y)), spec, "server", 0)
+    with pytest.raises(ValueError, match="model and .* optimizer variables saved, this task has"):
+        other.load_state(tmp_path / "state")

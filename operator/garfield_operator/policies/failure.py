@@ -5,7 +5,8 @@ per role covers Byzantine and crashed replicas together, so simulated attackers 
 beyond f fail the job with TooManyFailures. A replica counts as lost from its pod's failure until
 its replacement runs; a replica that never had a pod (its create refused by a quota, an admission
 plugin, a missing ServiceAccount...) is not created yet, never lost (garfield_operator.observe).
-Here only the cluster's part remains: each recreation counts against backoffLimit.
+Whether failed pods are recreated (restartPolicy, backoffLimit) is
+`garfield.lifecycle.restart_decision`, the rule `garfield run` restarts crashed processes by.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from garfield.lifecycle import Health, ReplicaState, faults
+from garfield.lifecycle import Health, ReplicaState, Restart, faults, restart_decision
 from garfield.plan import Plan
 from garfield.spec.model import JobSpec
 
@@ -44,14 +45,10 @@ def evaluate(plan: Plan, views: dict[str, PodView], spec: JobSpec, restarts: int
         out.terminal_message = over[0].message()
         return out
     failed = [views[r.name] for r in plan.replicas if r.name in views and views[r.name].failed]
-    if not failed or spec.run_policy.restart_policy == "Never":
-        return out
-    limit = spec.run_policy.backoff_limit
-    if restarts + len(failed) > limit:
-        names = ", ".join(f"{v.name} ({v.failure})" for v in failed)
+    decision = restart_decision(spec, restarts, [f"{v.name} ({v.failure})" for v in failed])
+    if decision.action is Restart.BACKOFF_LIMIT:
         out.terminal_reason = C.R_BACKOFF_LIMIT
-        out.terminal_message = (f"{restarts} pod recreations so far; recreating {names} would exceed "
-                                f"runPolicy.backoffLimit={limit}")
-        return out
-    out.recreate = failed
+        out.terminal_message = decision.message
+    elif decision.action is Restart.RESTART:
+        out.recreate = failed
     return out

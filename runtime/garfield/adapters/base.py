@@ -66,6 +66,17 @@ class FrameworkAdapter(ABC):
         """Write the model, with its current parameters, into `folder` in the framework's own
         format, atomically (a temporary name, then a rename). Returns (file name, format)."""
 
+    def save_state(self, path: Path) -> None:
+        """Write everything a server needs to resume into the one file `path`, in the framework's
+        own format: the model (parameters and buffers), the optimizer's state (its momentum, step
+        counters) and the RNG state. The checkpoint store (garfield.observability.checkpoints)
+        picks the name, makes the write atomic and checks it; this only writes."""
+        raise NotImplementedError(f"the {self.framework} adapter cannot write checkpoints")
+
+    def load_state(self, path: Path) -> None:
+        """Restore what :meth:`save_state` wrote (the model's parameters in place)."""
+        raise NotImplementedError(f"the {self.framework} adapter cannot read checkpoints")
+
     @abstractmethod
     def zeros(self) -> Tensor:
         """A zero vector the size of the model, on the device."""

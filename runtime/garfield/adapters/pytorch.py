@@ -217,11 +217,37 @@ class TorchAdapter(FrameworkAdapter):
         os.replace(partial, target)
         return target.name, "pytorch-state-dict"
 
-    # -- training -----------------------------------------------------------------------------
-    def _next_batch(self) -> tuple[torch.Tensor, ...]:
+    def save_state(self, path: Path) -> None:
+        """One torch.save file: the module's state_dict, the optimizer's state_dict (momentum
+        buffers, step counts), torch's RNG state and the training-batch generator's, when built."""
+        generator = getattr(self._batches, "generator", None)
+        state = {
+            "model": {key: value.detach().to("cpu").clone() for key, value in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "batches_rng": generator.get_state() if generator is not None else None,
+        }
+        torch.save(state, path)
+
+    def load_state(self, path: Path) -> None:
+        """Restore a :meth:`save_state` file. The parameters are copied into the flat buffer's
+        views (load_state_dict copies in place), so the flat vector and the module stay one."""
+        state = torch.load(path, map_location=self._device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"].to("cpu"))
+        generator = getattr(self._batch_stream(), "generator", None) if state.get("batches_rng") is not None else None
+        if generator is not None:
+            generator.set_state(state["batches_rng"].to("cpu"))
+
+    def _batch_stream(self) -> _TensorBatches | _LoaderBatches:
         if self._batches is None:  # built on first use: servers never pay for training batches
             self._batches = _make_batches(self._train_data, self._batch_size, self._stream_seed, self._device)
-        return self._batches.next()
+        return self._batches
+
+    # -- training -----------------------------------------------------------------------------
+    def _next_batch(self) -> tuple[torch.Tensor, ...]:
+        return self._batch_stream().next()
 
     def compute_gradient(self) -> tuple[torch.Tensor, float]:
         """The gradient at the current parameters on the next batch: the adapter's own flat

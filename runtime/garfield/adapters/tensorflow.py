@@ -348,6 +348,39 @@ class TensorFlowAdapter(FrameworkAdapter):
         written = self._tf.train.Checkpoint(model=model).write(str(folder / "model.ckpt"))
         return Path(written).name, "tensorflow-checkpoint"
 
+    def save_state(self, path: Path) -> None:
+        """One NumPy .npz file: every variable of the model (trainable or not), every variable of
+        the optimizer (slots such as momentum, its iteration count) and TensorFlow's global
+        generator state, as arrays in a fixed order."""
+        model = self.model  # pending parameters written first
+        arrays: dict[str, Any] = {}
+        for i, v in enumerate(model.variables):
+            arrays[f"model_{i}"] = np.asarray(v.numpy())
+        for i, v in enumerate(self.optimizer.variables):
+            arrays[f"optimizer_{i}"] = np.asarray(v.numpy())
+        arrays["rng"] = np.asarray(self._tf.random.get_global_generator().state.numpy())
+        with open(path, "wb") as fh:  # a file object: np.savez adds no suffix
+            np.savez(fh, **arrays)
+
+    def load_state(self, path: Path) -> None:
+        with np.load(path) as data:
+            arrays = {key: data[key] for key in data.files}
+        model_vars, optimizer_vars = list(self._model.variables), list(self.optimizer.variables)
+        saved_model = sum(k.startswith("model_") for k in arrays)
+        saved_optimizer = sum(k.startswith("optimizer_") for k in arrays)
+        if (saved_model, saved_optimizer) != (len(model_vars), len(optimizer_vars)):
+            raise ValueError(f"{path}: {saved_model} model and {saved_optimizer} optimizer variables saved, this task "
+                             f"has {len(model_vars)} and {len(optimizer_vars)}")
+        self._pending = None
+        with self._tf.device(self.device):
+            for i, v in enumerate(model_vars):
+                v.assign(arrays[f"model_{i}"])
+            for i, v in enumerate(optimizer_vars):
+                v.assign(arrays[f"optimizer_{i}"])
+            if "rng" in arrays:
+                self._tf.random.get_global_generator().reset(arrays["rng"])
+        self._params = None
+
     def zeros(self) -> Any:
         with self._tf.device(self.device):
             return self._tf.zeros([self.num_params], self.dtype)

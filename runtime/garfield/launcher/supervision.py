@@ -8,6 +8,11 @@ What the replicas report is read by `garfield.launcher.watching`.
   Byzantine replicas) is stopped;
 * failure: a role has more faulty replicas than its f, faulty meaning simulated Byzantine or
   crashed. Attackers alone never fail a run, nor do crashes while attackers plus crashes stay within f;
+* restarts: while the job can go on, a replica that crashed is started again, as the operator
+  recreates a failed pod, by the same rule (`garfield.lifecycle.restart_decision`: runPolicy
+  restartPolicy and backoffLimit); a restart that would exceed backoffLimit fails the job. A
+  restarted server resumes from its checkpoint (spec.checkpoint); its earlier log is kept as
+  `<name>.<n>.log`;
 * interruption (SIGINT, SIGTERM, SIGHUP) / timeout: everyone is stopped.
 Stopping is SIGTERM to every process group, a grace period, then SIGKILL (`garfield.launcher.children`).
 """
@@ -30,7 +35,7 @@ from garfield.launcher import forkserver as fs
 from garfield.launcher.display import Display, progress_of
 from garfield.launcher.summary import FAILED, INTERRUPTED, SUCCEEDED, TIMED_OUT
 from garfield.launcher.watching import FINISH_INTERVAL, Watcher, crashed
-from garfield.lifecycle import Phase, decide
+from garfield.lifecycle import Phase, Restart, decide, restart_decision
 from garfield.plan import Plan, Replica
 from garfield.spec.validation import Job
 
@@ -129,6 +134,8 @@ class Supervisor:
         self.children: list[proc.Child] = []
         self.replicas = {r.name: r for r in plan.replicas}
         self.watcher = Watcher(plan, self.children, on_status)
+        self.restarts = 0  # restarts so far, all replicas together (against runPolicy.backoffLimit)
+        self.restarted: dict[str, int] = {}  # per replica
 
     # -- start -------------------------------------------------------------------------------------
     def start(self, watch: Signals) -> None:
@@ -189,6 +196,9 @@ class Supervisor:
             decided = self.verdict()
             if decided:
                 return decided
+            refused = self.restart_crashed()
+            if refused:
+                return FAILED, refused
             now = time.monotonic()
             if self.timeout is not None and now - started >= self.timeout:
                 return TIMED_OUT, f"timed out after {self.timeout:g}s; stopped every replica"
@@ -200,6 +210,31 @@ class Supervisor:
                 continue  # a status may have said "done": decide before sleeping
             deadline = next_status if self.timeout is None else min(next_status, started + self.timeout)
             watch.wait(deadline - now)
+
+    def restart_crashed(self) -> str | None:
+        """Start crashed replicas again when runPolicy allows (garfield.lifecycle.restart_decision,
+        the operator's rule); the failure message when a restart would exceed backoffLimit."""
+        down = [c for c in self.children if crashed(c)]
+        decision = restart_decision(self.job.spec, self.restarts, [f"{c.name} ({c.describe_exit()})" for c in down])
+        if decision.action is Restart.BACKOFF_LIMIT:
+            return decision.message
+        if decision.action is not Restart.RESTART:
+            return None
+        threads = threads_per_replica(self.plan)
+        for child in down:
+            replica = self.replicas[child.name]
+            self.restarts += 1
+            count = self.restarted[child.name] = self.restarted.get(child.name, 0) + 1
+            kept = child.log_path.with_name(f"{child.name}.{count}.log")
+            try:
+                os.replace(child.log_path, kept)
+            except OSError:
+                pass
+            self.children[self.children.index(child)] = self._spawn(replica, child_env(replica, threads), child.log_path)
+            self.display.message(f"{child.name} {child.describe_exit()}; restarting it (restart {self.restarts} of "
+                                 f"runPolicy.backoffLimit={self.job.spec.run_policy.backoff_limit}; earlier log: {kept})")
+        self._write_replicas()
+        return None
 
     @property
     def total_steps(self) -> int:
@@ -243,5 +278,6 @@ class Supervisor:
                 "exit": child.describe_exit(), "stopped_by_launcher": child.stopped_by_launcher,
                 "crashed": crashed(child), "log": str(child.log_path),
                 "seconds": round((child.ended or time.monotonic()) - child.started, 2),
+                "restarts": self.restarted.get(child.name, 0),
             }
         return table

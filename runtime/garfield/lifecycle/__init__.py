@@ -8,5 +8,7 @@ job the same way on a laptop and on a cluster (tests/lifecycle run one table thr
 from garfield.lifecycle.fate import Fault, Verdict, decide, faults
 from garfield.lifecycle.phase import Phase, Reason
 from garfield.lifecycle.replica import Health, ReplicaState
+from garfield.lifecycle.restart import Restart, RestartDecision, restart_decision
 
-__all__ = ["Fault", "Health", "Phase", "Reason", "ReplicaState", "Verdict", "decide", "faults"]
+__all__ = ["Fault", "Health", "Phase", "Reason", "ReplicaState", "Restart", "RestartDecision", "Verdict", "decide",
+           "faults", "restart_decision"]

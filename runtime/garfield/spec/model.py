@@ -154,6 +154,18 @@ class RunPolicy:
 
 
 @dataclass(frozen=True)
+class CheckpointSpec:
+    """spec.checkpoint: every_steps 0 writes none."""
+
+    every_steps: int = 0
+    keep: int = 3
+
+    @property
+    def enabled(self) -> bool:
+        return self.every_steps > 0
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     entrypoint: str
     args: dict[str, Any] = field(default_factory=dict)
@@ -173,6 +185,7 @@ class JobSpec:
     image: str | None
     output_path: str | None = None  # spec.output.path: where correct servers write the final model
     mutual_tls: bool = True  # spec.security.mutualTLS: replicas authenticate each other (garfield.security)
+    checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)  # spec.checkpoint
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -291,5 +304,7 @@ def from_dict(spec: dict[str, Any]) -> JobSpec:
         image=spec.get("image"),
         output_path=(spec.get("output") or {}).get("path"),
         mutual_tls=mutual_tls_of(spec),
+        checkpoint=CheckpointSpec(every_steps=int((spec.get("checkpoint") or {}).get("everySteps", 0)),
+                                  keep=int((spec.get("checkpoint") or {}).get("keep", 3))),
         raw=spec,
     )

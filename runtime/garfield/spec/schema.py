@@ -319,6 +319,21 @@ def spec_schema() -> Schema:
                 {"path": _str("Absolute folder inside the pods, on a volume they mount. garfield run writes to the "
                               "run folder's models/ unless a path is given.", pattern=r"^/.*$")},
             ),
+            "checkpoint": _obj(
+                "Periodic checkpoints of each correct server, to resume from after a crash or a restart of the job. "
+                "Every everySteps steps each correct server writes its model, optimizer state (server-side momentum "
+                "included), step and RNG state to <output>/<role>-<index>/checkpoints/ (an atomic write with a "
+                "SHA-256 manifest) and keeps the last keep. A server that starts again resumes from its newest valid "
+                "checkpoint and catches up with its peers; workers keep no checkpoint (their momentum restarts from "
+                "zero). Needs spec.output.path on a cluster (garfield run writes to its run folder). Servers only: "
+                "not available for decentralized jobs.",
+                {
+                    "everySteps": _int("Steps between two checkpoints of a server; 0 (the default) writes none.",
+                                       minimum=0, default=0),
+                    "keep": _int("How many of its newest checkpoints each server keeps.", minimum=1, maximum=100,
+                                 default=3),
+                },
+            ),
             "security": _obj(
                 "How the job's replicas authenticate each other.",
                 {"mutualTLS": {"type": "boolean", "default": MUTUAL_TLS_DEFAULT, "description":

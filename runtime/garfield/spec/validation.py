@@ -125,6 +125,23 @@ def _cross_field(spec: JobSpec, errors: list[str], warnings: list[str]) -> None:
             )
 
 
+def _checkpoint_rules(spec: JobSpec, errors: list[str], warnings: list[str]) -> None:
+    """spec.checkpoint against the topology, the run's length and where results go."""
+    every = spec.checkpoint.every_steps
+    if every <= 0:
+        return
+    if spec.topology is Topology.DECENTRALIZED:
+        errors.append(f"spec.checkpoint.everySteps: {every}, but a decentralized job has no servers to checkpoint "
+                      "(peers are not checkpointed); set it to 0 or remove spec.checkpoint")
+        return
+    if every >= spec.training.steps:
+        warnings.append(f"spec.checkpoint.everySteps: {every} >= spec.training.steps={spec.training.steps}; no "
+                        "checkpoint is written before the end (the final model is exported anyway)")
+    if spec.output_path is None:
+        warnings.append("spec.checkpoint: without spec.output.path, checkpoints go to garfield run's run folder only; "
+                        "on a cluster the servers write none (set spec.output.path to a folder on a volume)")
+
+
 def _contract_rules(spec: JobSpec, errors: list[str]) -> None:
     """A template may add variables, never set the replica contract's (garfield.spec.contract)."""
     for path, role in (("spec.servers", spec.servers), ("spec.workers", spec.workers)):
@@ -175,6 +192,7 @@ def validate_manifest(manifest: Any, source: str = "") -> Job:
     _cross_field(spec, errors, warnings)
     _contract_rules(spec, errors)
     _template_rules(normalised["spec"], errors, warnings)
+    _checkpoint_rules(spec, errors, warnings)
     errors += non_finite_errors(non_finite, errors)
     if errors:
         raise InvalidJob(errors, source)

@@ -1,0 +1,100 @@
+"""Checkpoints and resume under `garfield run` (spec.checkpoint), with real nodes on loopback.
+
+A correct server SIGKILLed mid-run, once a checkpoint of it exists, is restarted by the launcher
+(runPolicy OnFailure, as the operator recreates its pod), resumes from its checkpoint and rejoins;
+a job whose only server died is run again in the same folder and resumes instead of starting at
+step 0. Sized for 2 shared cores: an MLP on the shipped MNIST split, no attack, a few hundred
+steps in all (about a minute each). Every wait is on an event (a status, a file, a log line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from garfield.observability.checkpoints import CheckpointStore
+
+from e2e.jobs import DELETE, accuracies, exported_accuracy, log_entries, run, variant
+
+
+def checkpoint_steps(models: Path, replica: str) -> list[int]:
+    return CheckpointStore(models / replica / "checkpoints", keep=1).steps()
+
+
+def entries(path: Path, msg: str) -> list[dict[str, Any]]:
+    return [e for e in log_entries(path) if e.get("msg") == msg]
+
+
+def test_a_killed_correct_server_resumes_from_its_checkpoint_and_the_job_completes(tmp_path: Path) -> None:
+    job = variant("mnist-msmw.yaml", "e2e-resume", {
+        "workers": {"replicas": 3, "byzantine": 0, "gar": {"name": "average"}},
+        "training": {"steps": 120, "evaluationInterval": 0},
+        "checkpoint": {"everySteps": 20, "keep": 2},
+        "attack": DELETE,
+    })
+    out = tmp_path / job.name
+    models = out / "models"
+    victim = "e2e-resume-server-1"
+    at_kill: list[int] = []
+
+    def kill_after_a_checkpoint(name: str, status: dict[str, Any]) -> None:
+        if at_kill or name != victim:
+            return
+        steps = checkpoint_steps(models, "server-1")
+        if not steps or int(status.get("step") or 0) < steps[0] + 5:
+            return
+        os.kill(json.loads((out / "replicas.json").read_text())[victim]["pid"], signal.SIGKILL)
+        at_kill.append(steps[0])
+
+    result = run(job, tmp_path, on_status=kill_after_a_checkpoint)
+    assert at_kill, "training finished before a checkpoint of server-1 existed"
+    assert result.outcome == "succeeded", result.message
+    assert result.replicas[victim]["restarts"] == 1, result.replicas[victim]
+    logs = out / "logs"
+    assert entries(logs / f"{victim}.1.log", "checkpoint written"), "the first run of server-1 wrote no checkpoint"
+    (resumed,) = entries(logs / f"{victim}.log", "resumed from checkpoint")
+    assert resumed["step"] >= at_kill[0], (resumed, at_kill)
+    # it rejoined: it finished training with the others and exported a model as good as theirs
+    assert result.replicas[victim]["exit"] == "exit 0", result.replicas[victim]
+    assert result.models[victim]["step"] == 120
+    assert len(result.final_accuracy) == 4 and min(accuracies(result)) >= 0.80, result.final_accuracy
+    # Byzantine replicas aside (none here), every correct server wrote its own, the last 2 kept
+    for name in ("server-0", "server-2", "server-3"):
+        assert len(checkpoint_steps(models, name)) == 2, name
+
+
+def test_a_job_run_again_after_a_failure_resumes_from_the_checkpoint(tmp_path: Path) -> None:
+    """SSMW: the only server is killed once a checkpoint exists, so the job fails (f=0); the same
+    job run again in the same folder starts from that checkpoint, not step 0, and completes."""
+    job = variant("mnist-ssmw.yaml", "e2e-rerun", {
+        "workers": {"replicas": 3, "byzantine": 0, "gar": {"name": "average"}},
+        "training": {"steps": 100, "evaluationInterval": 0},
+        "checkpoint": {"everySteps": 20, "keep": 2},
+        "attack": DELETE,
+    })
+    out = tmp_path / job.name
+    models = out / "models"
+    at_kill: list[int] = []
+
+    def kill_after_a_checkpoint(name: str, status: dict[str, Any]) -> None:
+        steps = checkpoint_steps(models, "server-0")
+        if at_kill or not steps:
+            return
+        os.kill(json.loads((out / "replicas.json").read_text())[name]["pid"], signal.SIGKILL)
+        at_kill.append(steps[0])
+
+    failed = run(job, tmp_path, on_status=kill_after_a_checkpoint)
+    assert at_kill, "training finished before a checkpoint existed"
+    assert failed.outcome == "failed", failed.message
+
+    result = run(job, tmp_path)
+    assert result.outcome == "succeeded", result.message
+    (resumed,) = entries(out / "logs" / "e2e-rerun-server-0.log", "resumed from checkpoint")
+    assert resumed["step"] >= at_kill[0] >= 20
+    (manifest,) = result.models.values()
+    assert manifest["step"] == 100
+    assert accuracies(result)[0] >= 0.80, result.final_accuracy
+    assert abs(exported_accuracy(job, manifest) - accuracies(result)[0]) <= 0.005, manifest
