@@ -68,14 +68,18 @@ def test_a_killed_correct_server_resumes_from_its_checkpoint_and_the_job_complet
 
 def test_a_job_run_again_after_a_failure_resumes_from_the_checkpoint(tmp_path: Path) -> None:
     """SSMW: the only server is killed once a checkpoint exists, so the job fails (f=0); the same
-    job run again in the same folder starts from that checkpoint, not step 0, and completes."""
-    job = variant("mnist-ssmw.yaml", "e2e-rerun", {
-        "workers": {"replicas": 3, "byzantine": 0, "gar": {"name": "average"}},
-        "training": {"steps": 100, "evaluationInterval": 0},
-        "checkpoint": {"everySteps": 20, "keep": 2},
-        "attack": DELETE,
-    })
-    out = tmp_path / job.name
+    job run again in the same folder (its steps raised, as a user extending a run would) starts
+    from that checkpoint, not step 0, and completes. The first run is given far more steps than it
+    can train before the kill, so the kill never races the end of training (a status is read once
+    a second, and 100 SSMW steps can take about that)."""
+    def job_of(steps: int) -> Any:
+        return variant("mnist-ssmw.yaml", "e2e-rerun", {
+            "workers": {"replicas": 3, "byzantine": 0, "gar": {"name": "average"}},
+            "training": {"steps": steps, "evaluationInterval": 0},
+            "checkpoint": {"everySteps": 20, "keep": 2},
+            "attack": DELETE,
+        })
+    out = tmp_path / "e2e-rerun"
     models = out / "models"
     at_kill: list[int] = []
 
@@ -84,17 +88,18 @@ def test_a_job_run_again_after_a_failure_resumes_from_the_checkpoint(tmp_path: P
         if at_kill or not steps:
             return
         os.kill(json.loads((out / "replicas.json").read_text())[name]["pid"], signal.SIGKILL)
-        at_kill.append(steps[0])
+        at_kill.append(max(steps))
 
-    failed = run(job, tmp_path, on_status=kill_after_a_checkpoint)
-    assert at_kill, "training finished before a checkpoint existed"
-    assert failed.outcome == "failed", failed.message
-
+    failed = run(job_of(1_000_000), tmp_path, on_status=kill_after_a_checkpoint)
+    assert at_kill and failed.outcome == "failed", failed.message
+    newest = max(checkpoint_steps(models, "server-0"))  # written before the kill was seen, at the latest
+    total = newest + 60
+    job = job_of(total)
     result = run(job, tmp_path)
     assert result.outcome == "succeeded", result.message
     (resumed,) = entries(out / "logs" / "e2e-rerun-server-0.log", "resumed from checkpoint")
-    assert resumed["step"] >= at_kill[0] >= 20
+    assert resumed["step"] == newest >= at_kill[0] >= 20
     (manifest,) = result.models.values()
-    assert manifest["step"] == 100
+    assert manifest["step"] == total
     assert accuracies(result)[0] >= 0.80, result.final_accuracy
     assert abs(exported_accuracy(job, manifest) - accuracies(result)[0]) <= 0.005, manifest
