@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="bench/results", help="folder for resilience.md and the PNGs")
     p.add_argument("--jobs", type=int, default=None, help="simulations at a time (default 2)")
     p.add_argument("--work-dir", default=None, help="keep the jobs' manifests and runs here (default: a temporary folder)")
+    p.add_argument("--saved-only", action="store_true",
+                   help="run nothing: write the report from the results saved in --work-dir (missing jobs read n/a)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("node", help="run one replica (configured by GARFIELD_* environment variables)")

@@ -57,7 +57,8 @@ def render(grid: Grid, runner: Runner, out: Path) -> Section:
         f"`garfield simulate` of SSMW jobs (MNIST perceptron, 1 server, {grid.workers} workers of which f = {grid.f} run the "
         f"attack, the server's rule on the first n - f = {grid.workers - grid.f} replies with the attackers in every quorum), "
         f"{grid.steps} steps, batch 32, momentum 0.9 either on the workers (`training.workerMomentum`) or in the server's "
-        f"optimizer. Final test accuracy in %, mean ± standard deviation over seeds {list(grid.seeds)}; * a seed did not run. "
+        f"optimizer. Final test accuracy in %, mean ± standard deviation over seeds {list(grid.seeds)}; \"training failed\": "
+        "the attack broke the job (the server stopped: its model went non-finite), counted apart, not as 0%. "
         "Attacks: sign flip (x10), Fall of Empires (FoE, epsilon 0.1 and 10), A Little Is Enough (ALIE, z_max from n and f), "
         "label flip, random (uniform, scale 10), crash (silent from step 0).",
         "",

@@ -26,16 +26,19 @@ class Stats:
     low: float | None
     high: float | None
     n: int
-    failed: int  # seeds whose job did not run (invalid, error)
+    failed: int  # seeds with no accuracy (training failed, invalid, not run)
     note: str = ""
 
     def pct(self, spread: bool = True) -> str:
+        """'91.2 ± 0.8' in %, over the seeds that ran; the others counted with their reason: '90.1 (1 of 3 training
+        failed)', 'n/a (3 of 3 training failed)'."""
+        others = f"{self.failed} of {self.failed + self.n} {self.note}" if self.failed else ""
         if self.mean is None:
-            return f"n/a ({self.note})" if self.note else "n/a"
+            return f"n/a ({others})" if others else "n/a"
         text = f"{100 * self.mean:.1f}"
         if spread and self.sd is not None and self.n > 1:
             text += f" ± {100 * self.sd:.1f}"
-        return text + ("*" if self.failed else "")
+        return f"{text} ({others})" if others else text
 
 
 def seeded(grid: Grid, knobs: Knobs, real: bool = False) -> list[JobRequest]:
@@ -57,10 +60,23 @@ def stats(values: list[float | None], notes: Iterable[str] = ()) -> Stats:
     return Stats(statistics.mean(got), sd, min(got), max(got), len(got), failed, note)
 
 
+def why(result: Result) -> str:
+    """A short reason a job has no accuracy: it failed (the attack broke training: a server stopped), validation
+    refused it, or it did not run."""
+    outcome = result.get("outcome")
+    if outcome == "failed":
+        return "training failed"
+    if outcome == "invalid":
+        return "not valid: " + str(result.get("message"))
+    if outcome == "missing":
+        return "not run"
+    return str(outcome)
+
+
 def accuracy(runner: Runner, requests: list[JobRequest]) -> Stats:
     rs = results(runner, requests)
     return stats([r.get("accuracy") if r.get("outcome") == "succeeded" else None for r in rs],
-                 [str(r.get("message") or r.get("outcome")) for r in rs if r.get("outcome") != "succeeded"])
+                 [why(r) for r in rs if r.get("outcome") != "succeeded"])
 
 
 def attack(label: str) -> tuple[str, dict[str, object]] | None:

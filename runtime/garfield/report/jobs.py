@@ -233,6 +233,7 @@ class Runner:
     work_dir: Path
     jobs: int = 2
     log: Callable[[str], None] = print
+    saved_only: bool = False  # render from the results saved in work_dir; run nothing
     results: dict[str, Result] = field(default_factory=dict)
     timings: dict[str, list[float]] = field(default_factory=lambda: {"simulate": [], "run": []})
 
@@ -264,6 +265,8 @@ class Runner:
             saved = self._saved(request.key)
             if request.key not in self.results and saved.exists():
                 self.results[request.key] = json.loads(saved.read_text())
+        if self.saved_only:
+            return
         todo: dict[str, JobRequest] = {}
         for request in requests:
             if request.key not in self.results and request.key not in todo:

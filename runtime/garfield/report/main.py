@@ -36,7 +36,8 @@ def _timing_line(values: list[float], what: str) -> str:
             f"({min(values):.1f}-{max(values):.1f} s), {sum(values):.0f} s in all")
 
 
-def build(grid: Grid, output_dir: Path, work_dir: Path | None = None, log: Callable[[str], None] = print) -> Path:
+def build(grid: Grid, output_dir: Path, work_dir: Path | None = None, log: Callable[[str], None] = print,
+          saved_only: bool = False) -> Path:
     """Run the report's jobs on `grid` and write `<output_dir>/resilience.md` and its PNGs; returns the markdown's path."""
     started = time.monotonic()
     load_before = _load()
@@ -44,7 +45,7 @@ def build(grid: Grid, output_dir: Path, work_dir: Path | None = None, log: Calla
     own_work = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="garfield-report-")) if work_dir is None else work_dir
     try:
-        runner = Runner(work, jobs=grid.jobs, log=log)
+        runner = Runner(work, jobs=grid.jobs, log=log, saved_only=saved_only)
         requests: list[JobRequest] = [r for module in SECTIONS for r in module.requests(grid)]
         unique = {r.key: r for r in requests}
         sims = sum(1 for r in unique.values() if not r.real)
@@ -56,6 +57,7 @@ def build(grid: Grid, output_dir: Path, work_dir: Path | None = None, log: Calla
         phase = time.monotonic()
         runner.run([r for r in unique.values() if r.real])
         real_wall = time.monotonic() - phase
+        missing = [r for r in unique.values() if r.key not in runner.results]
         sections: list[Section] = [module.render(grid, runner, output_dir) for module in SECTIONS]
     finally:
         if own_work:
@@ -64,9 +66,13 @@ def build(grid: Grid, output_dir: Path, work_dir: Path | None = None, log: Calla
     failed = [r for r in runner.results.values() if r.get("outcome") not in ("succeeded", "invalid")]
     wall = time.monotonic() - started
     verdicts = [s for s in sections if s.verdict]
+    partial = ([f"**Partial report: {len(missing)} of {len(unique)} jobs have no result** (rendered from the results saved "
+                "so far with --saved-only; their cells read n/a and the verdicts rest on what ran).", ""]
+               if missing else [])
     lines = [
         "# The cost of Byzantine resilience: Garfield's findings, reproduced",
         "",
+        *partial,
         f"Written by `garfield report` ({grid.describe()}) on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
         f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}. **Wall time {wall / 60:.1f} min** "
         f"({sim_wall:.0f} s simulating, {real_wall:.0f} s of real runs). 1-minute load average {load_before} before, "
@@ -101,7 +107,10 @@ def report_cli(args: argparse.Namespace) -> int:
     if args.jobs is not None:
         grid = dataclasses.replace(grid, jobs=args.jobs)
     try:
-        build(grid, Path(args.output_dir), Path(args.work_dir) if args.work_dir else None)
+        if args.saved_only and not args.work_dir:
+            print("garfield report: --saved-only needs --work-dir", file=sys.stderr)
+            return 2
+        build(grid, Path(args.output_dir), Path(args.work_dir) if args.work_dir else None, saved_only=args.saved_only)
     except KeyboardInterrupt:
         print("garfield report: interrupted", file=sys.stderr)
         return 130
