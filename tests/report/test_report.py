@@ -36,6 +36,7 @@ def test_tiny_report_writes_every_section_and_real_plots(tmp_path: Path) -> None
     out = tmp_path / "results"
     assert main(["report", "--tiny", "--output-dir", str(out), "--work-dir", str(tmp_path / "work")]) == 0
     text = (out / "resilience.md").read_text()
+    assert "Partial report" not in text  # every job has a result
     for heading in SECTIONS:
         assert heading in text, heading
     # each finding states a verdict, and the ALIE section names its best combination
@@ -55,3 +56,13 @@ def test_tiny_report_writes_every_section_and_real_plots(tmp_path: Path) -> None
         ink = (pixels < 0.9).any(axis=-1).mean()  # share of pixels that are not (near) white
         assert ink > 0.02, (name, ink)
         assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20, name  # colours, text, axes: not a blank canvas
+
+    # --saved-only writes the same report from the saved results, running nothing
+    again = tmp_path / "again"
+    assert main(["report", "--tiny", "--saved-only", "--output-dir", str(again), "--work-dir", str(tmp_path / "work")]) == 0
+    rerendered = (again / "resilience.md").read_text()
+    assert rerendered.split("## Verdicts")[1] == text.split("## Verdicts")[1]
+    # and with nothing saved, says the report is partial
+    empty = tmp_path / "empty"
+    assert main(["report", "--tiny", "--saved-only", "--output-dir", str(empty), "--work-dir", str(tmp_path / "none")]) == 0
+    assert "**Partial report:" in (empty / "resilience.md").read_text()

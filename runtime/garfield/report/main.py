@@ -22,6 +22,7 @@ from garfield.report.jobs import JobRequest, Runner
 
 MARKDOWN = "resilience.md"
 SECTIONS = (accuracy, crash, overhead, servers, scaling, alie)
+RUN_ORDER = (crash, alie, servers, overhead, scaling, accuracy)
 
 
 def _load() -> str:
@@ -46,7 +47,8 @@ def build(grid: Grid, output_dir: Path, work_dir: Path | None = None, log: Calla
     work = Path(tempfile.mkdtemp(prefix="garfield-report-")) if work_dir is None else work_dir
     try:
         runner = Runner(work, jobs=grid.jobs, log=log, saved_only=saved_only)
-        requests: list[JobRequest] = [r for module in SECTIONS for r in module.requests(grid)]
+        # The findings' jobs first (a stopped run still has them), then the rest of the grid.
+        requests: list[JobRequest] = [r for module in RUN_ORDER for r in module.requests(grid)]
         unique = {r.key: r for r in requests}
         sims = sum(1 for r in unique.values() if not r.real)
         log(f"garfield report ({grid.name}): {sims} simulations ({grid.jobs} at a time), "
