@@ -2,6 +2,7 @@
 #   make demo  - set up .venv and train the main example job locally (garfield run)
 #   make test  - set up .venv, run the static checks (make lint), build/fetch the test control plane
 #                and tools, run the whole suite
+#   make report - the cost-of-resilience report: bench/results/resilience.md and its plots
 #   make lint  - the static checks alone: ruff, import-linter's layer contracts, mypy (pyproject.toml)
 # torch==2.13.0 is installed first: it is the CPU build on this machine's disk, and it satisfies
 # the project's torch>=2.3 so pip never pulls a multi-GB CUDA build.
@@ -11,7 +12,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.garfield-installed
 
-.PHONY: setup demo lint test test-fast bench crds clean
+.PHONY: setup demo lint test test-fast bench report crds clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +57,11 @@ bench: setup $(BENCH_STAMP)
 	$(BIN)/python bench/throughput.py
 	bash scripts/test-setup.sh
 	$(BIN)/python bench/operator.py
+
+# The cost-of-resilience report (bench/results/resilience.md and its PNGs): simulations of the
+# rule x attack x momentum grids and real runs for the timings; under 30 minutes on 2 cores.
+report: setup
+	$(BIN)/garfield report --output-dir bench/results
 
 crds: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH bash scripts/sync-crds.sh

@@ -1,4 +1,4 @@
-"""`garfield` command line: validate, plan, crd, run (local processes), simulate (one process) and node (one replica).
+"""`garfield` command line: validate, plan, crd, run (local processes), simulate (one process), report and node (one replica).
 
 Subcommands import their machinery lazily so `garfield validate` answers in well under a second
 and works without a tensor library's start-up cost.
@@ -92,6 +92,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return simulate_cli(args)
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from garfield.report.main import report_cli
+
+    return report_cli(args)
+
+
 def _cmd_node(args: argparse.Namespace) -> int:
     from garfield.launcher.lifeline import exit_now
     from garfield.node import main as node_main
@@ -134,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="run a job's protocol nodes in one process, without gRPC (seconds per job)")
     _add_run_options(p, "the log", "runs/<job>-sim-<time>", "simulation")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("report", help="the cost-of-resilience report: bench/results/resilience.md and its plots")
+    p.add_argument("--grid", choices=["full", "tiny"], default="full", help="how much to run (tiny: a test-sized grid)")
+    p.add_argument("--tiny", action="store_true", help="same as --grid tiny")
+    p.add_argument("--output-dir", default="bench/results", help="folder for resilience.md and the PNGs")
+    p.add_argument("--jobs", type=int, default=None, help="simulations at a time (default 2)")
+    p.add_argument("--work-dir", default=None, help="keep the jobs' manifests and runs here (default: a temporary folder)")
+    p.add_argument("--saved-only", action="store_true",
+                   help="run nothing: write the report from the results saved in --work-dir (missing jobs read n/a)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("node", help="run one replica (configured by GARFIELD_* environment variables)")
     p.set_defaults(func=_cmd_node)

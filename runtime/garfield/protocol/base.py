@@ -172,7 +172,7 @@ class ProtocolNode:
             self.state.set_phase("done")
             log.info("done", extra={"fields": {"step": self.state.step, "accuracy": self.state.accuracy,
                                                "loss": self.state.loss, "rejected": self.state.rejected,
-                                               "quorums": self.state.quorum_counts()}})
+                                               "quorums": self.state.quorum_counts(), "timing": self.state.timing()}})
             termination.write_final({**self.state.status(), **final})
             await self._close_peers()  # this node asks nothing more: peers waiting on its requests see it leave
             await self._linger()
