@@ -212,18 +212,22 @@ class _Pass:
         source = f"{self.meta.get('namespace')}/{self.meta.get('name')}"
         invalid: str | None = None
         rejected: list[str] = []
+        current_job: Job | None = None
         try:  # the current spec as validated (defaults filled in, as the applied one was stored)
-            current = validate_manifest(_manifest(self.job), source=source).manifest["spec"]
+            current_job = validate_manifest(_manifest(self.job), source=source)
         except InvalidJob as exc:
             invalid = "; ".join(exc.errors)
         else:
-            rejected = edits.rejected_changes(applied, current)
-        try:
-            spec = applied if invalid else edits.effective_spec(applied, current)
-            job = validate_manifest({**_manifest(self.job), "spec": spec}, source=source)
-        except InvalidJob:  # the applied spec no longer validates (an operator of another version): start from now
-            self.st.pop("appliedSpec", None)
-            return self.validate()
+            rejected = edits.rejected_changes(applied, current_job.manifest["spec"])
+        if current_job is not None and not rejected:
+            job = current_job  # nothing outside the live fields changed: the current spec is what runs
+        else:
+            try:
+                spec = applied if current_job is None else edits.effective_spec(applied, current_job.manifest["spec"])
+                job = validate_manifest({**_manifest(self.job), "spec": spec}, source=source)
+            except InvalidJob:  # the applied spec no longer validates (an operator of another version): start from now
+                self.st.pop("appliedSpec", None)
+                return self.validate()
         if invalid:
             self.reject(C.R_INVALID_SPEC, f"the edited spec is invalid and not applied ({invalid}); the job runs on "
                                           "with the spec its pods started with")
@@ -324,10 +328,10 @@ class _Pass:
             for name, message in sorted(self.obs.create_failures.items()) if name in names and name not in self.views]
         if self.tls_ready(plan, problems):
             self.create_missing(plan, image, set(created), policy.restart_policy)
-        if self.d.create_pods or self.views:  # pods of this spec exist from now on: edits apply only to runPolicy
-            self.st["appliedSpec"] = copy.deepcopy(job.manifest["spec"])
             # The CA is made once, when the first certificate needs it.
             self.d.create_ca = self.obs.ca_secret is CaSecret.MISSING and bool(self.d.issue_certificates)
+        if self.d.create_pods or self.views:  # pods of this spec exist from now on: edits apply only to runPolicy
+            self.st["appliedSpec"] = copy.deepcopy(job.manifest["spec"])
         if start is None and self.d.create_pods:
             self.st["startTime"] = S.rfc3339(self.now)
             message = f"created {len(self.d.create_pods)} pods and the headless service {plan.service_name}"

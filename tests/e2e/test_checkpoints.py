@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,25 @@ def entries(path: Path, msg: str) -> list[dict[str, Any]]:
     return [e for e in log_entries(path) if e.get("msg") == msg]
 
 
+def kill_on_first_checkpoint(out: Path, replica: str, victim: str, killed: list[int],
+                             stop: threading.Event) -> None:
+    """SIGKILL `victim` as soon as its first checkpoint's manifest (written last) appears: watched
+    every 10 ms, not on the launcher's once-a-second status, which a 120-step job on idle cores
+    can finish inside of (it did: the kill then came after step 100, or not at all)."""
+    while not stop.is_set():
+        steps = checkpoint_steps(out / "models", replica)
+        if steps:
+            try:
+                pid = int(json.loads((out / "replicas.json").read_text())[victim]["pid"])
+            except (OSError, ValueError, KeyError):  # the launcher is (re)writing its table: look again
+                stop.wait(0.01)
+                continue
+            os.kill(pid, signal.SIGKILL)
+            killed.append(steps[0])
+            return
+        stop.wait(0.01)
+
+
 def test_a_killed_correct_server_resumes_from_its_checkpoint_and_the_job_completes(tmp_path: Path) -> None:
     job = variant("mnist-msmw.yaml", "e2e-resume", {
         "workers": {"replicas": 3, "byzantine": 0, "gar": {"name": "average"}},
@@ -39,17 +59,14 @@ def test_a_killed_correct_server_resumes_from_its_checkpoint_and_the_job_complet
     models = out / "models"
     victim = "e2e-resume-server-1"
     at_kill: list[int] = []
-
-    def kill_after_a_checkpoint(name: str, status: dict[str, Any]) -> None:
-        if at_kill or name != victim:
-            return
-        steps = checkpoint_steps(models, "server-1")
-        if not steps or int(status.get("step") or 0) < steps[0] + 5:
-            return
-        os.kill(json.loads((out / "replicas.json").read_text())[victim]["pid"], signal.SIGKILL)
-        at_kill.append(steps[0])
-
-    result = run(job, tmp_path, on_status=kill_after_a_checkpoint)
+    stop = threading.Event()
+    killer = threading.Thread(target=kill_on_first_checkpoint, args=(out, "server-1", victim, at_kill, stop), daemon=True)
+    killer.start()
+    try:
+        result = run(job, tmp_path)
+    finally:
+        stop.set()
+        killer.join()
     assert at_kill, "training finished before a checkpoint of server-1 existed"
     assert result.outcome == "succeeded", result.message
     assert result.replicas[victim]["restarts"] == 1, result.replicas[victim]

@@ -9,8 +9,9 @@ the project's Dockerfile by scripts/build-image.sh and imported into the node's 
 * `kubectl apply` of the SSMW, MSMW and decentralized examples (steps cut, replica counts not):
   kube-scheduler binds the pods, kubelet starts them, they find each other through the headless
   service names and train to `Succeeded` with the accuracy bars of `garfield run` (tests/e2e);
-* faults on real pods: a worker and a server deleted mid-run (within f) are recreated and the job
-  succeeds; f+1 workers deleted fail it with its reason and a Warning event; the GPU example stays
+* faults on real pods: a worker and a server deleted mid-run (within f) are recreated, the server
+  resumes from its checkpoint on the job's PersistentVolumeClaim, and the job succeeds with its
+  final models on that volume; f+1 workers deleted fail it with its reason and a Warning event; the GPU example stays
   unschedulable, reported as a condition and a Warning event;
 * each job trains behind its own NetworkPolicy (made and accepted; the CNI bridge does not enforce
   it); `kubectl delete btj` collects pods, service and policy; `helm uninstall` leaves nothing of the operator;
@@ -293,12 +294,57 @@ def _wait_step(cluster: Cluster, name: str, step: int, timeout: float = 600) -> 
     wait_for(reached, timeout, lambda: f"{name} never reached step {step}:\n{cluster.debug(name)}")
 
 
-def test_pods_deleted_within_f_are_recreated_and_the_job_succeeds(cluster: Cluster, release: str) -> None:
+@pytest.fixture
+def output_claim(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A PersistentVolumeClaim bound to a PersistentVolume on a folder of the node (the PV controller
+    binds them; the pods mount the claim, not a hostPath: no weakening), the users' way of giving a
+    job storage that outlives its pods (docs/user-guide.md, section 7). Yields the claim's name and
+    the folder, so that a test reads what the pods wrote there."""
+    folder = tmp_path_factory.mktemp("pv-output")
+    folder.chmod(0o777)  # the image's user (uid 10001) writes there; a hostPath PV gets no fsGroup
+    claim = "real-output"
+    documents = [
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "real-output"},
+         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                  "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(folder), "type": "Directory"},
+                  "claimRef": {"namespace": WATCHED, "name": claim}}},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": WATCHED},
+         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": "real-output",
+                  "resources": {"requests": {"storage": "1Gi"}}}},
+    ]
+    cluster.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in documents))
+    wait_for(lambda: True if cluster.json("-n", WATCHED, "get", "pvc", claim)["status"].get("phase") == "Bound" else None,
+             120, lambda: cluster.kubectl("-n", WATCHED, "describe", "pvc", claim, check=False))
+    yield claim, folder
+    cluster.kubectl("-n", WATCHED, "delete", "pvc", claim, "--wait=true", check=False, timeout=120)
+    cluster.kubectl("delete", "pv", "real-output", "--wait=true", check=False, timeout=120)
+
+
+def _checkpointed_step(folder: Path) -> int | None:
+    """The newest step whose checkpoint manifest (written last, after its state) is in `folder`."""
+    steps = [int(p.stem.removeprefix("step-")) for p in folder.glob("step-*.json")] if folder.is_dir() else []
+    return max(steps) if steps else None
+
+
+def test_pods_deleted_within_f_are_recreated_and_the_job_succeeds(cluster: Cluster, release: str,
+                                                                 output_claim: tuple[str, Path]) -> None:
+    """A worker and a server pod deleted mid-run are recreated; the server resumes from its own
+    checkpoint on the job's volume (a PVC) rather than from step 0, and the job succeeds with its
+    final models written there."""
     # The main example without its simulated attackers, so that f (1 server, 2 workers) is free
     # for real faults: attackers count against f too (garfield.lifecycle).
+    claim, folder = output_claim
     name = "real-faults"
-    apply(cluster, variant("mnist-msmw", name, {"training": {"steps": 200}}, drop=("attack",)))
+    manifest = variant("mnist-msmw", name, {"training": {"steps": 200}, "output": {"path": "/output"},
+                                            "checkpoint": {"everySteps": 20, "keep": 2}}, drop=("attack",))
+    manifest["spec"]["servers"]["template"] = {
+        "volumes": [{"name": "output", "persistentVolumeClaim": {"claimName": claim}}],
+        "volumeMounts": [{"name": "output", "mountPath": "/output"}]}
+    apply(cluster, manifest)
+    checkpoints = folder / "server-1" / "checkpoints"
     _wait_step(cluster, name, 40)
+    saved = wait_for(lambda: _checkpointed_step(checkpoints), 300,
+                     lambda: f"server-1 wrote no checkpoint in {checkpoints}:\n{cluster.debug(name)}")
     before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in cluster.pods(name)}
     cluster.kubectl("-n", WATCHED, "delete", "pod", f"{name}-worker-1", f"{name}-server-1", "--wait=false")
     job, _ = watch_until_terminal(cluster, name, 900)
@@ -307,6 +353,19 @@ def test_pods_deleted_within_f_are_recreated_and_the_job_succeeds(cluster: Clust
     for replaced in (f"{name}-worker-1", f"{name}-server-1"):
         assert replaced in after and after[replaced] != before[replaced]  # recreated under its name
     assert job["status"]["progress"].get("accuracy", 0) >= 0.85, job["status"]["progress"]
+    # The recreated server started from its checkpoint on the volume, at a step >= the one seen
+    # there before its pod was deleted, and trained to the end.
+    lines = cluster.kubectl("-n", WATCHED, "logs", f"{name}-server-1").splitlines()
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    resumed = [e for e in entries if e.get("msg") == "resumed from checkpoint"]
+    assert resumed and resumed[0]["step"] >= saved, (saved, lines[:20])
+    assert any(e.get("msg") == "done" and e.get("step") == 200 for e in entries), lines[-5:]
+    # Every correct server's final model is on the volume and in the job's status.
+    for index in range(manifest["spec"]["servers"]["replicas"]):
+        model = json.loads((folder / f"server-{index}" / "model.json").read_text())
+        assert model["step"] == 200 and (folder / f"server-{index}" / "model.pt").stat().st_size > 0, model
+    assert {m["replica"] for m in job["status"].get("models", [])} == {
+        f"{name}-server-{i}" for i in range(manifest["spec"]["servers"]["replicas"])}, job["status"].get("models")
     cluster.kubectl("-n", WATCHED, "delete", "btj", name, "--wait=true", timeout=180)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+from typing import Any
 
 from garfield_operator import constants as C
 from garfield_operator.reconcile import Decision, Observed, decide
@@ -157,6 +158,18 @@ def test_finished_job_edited_into_an_invalid_spec_keeps_its_outcome() -> None:
     assert d.events == []
 
 
+def finished_with(stored: dict[str, Any], created: list[dict[str, Any]],
+                  finals: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The job's pods, those named in `finals` Succeeded with that last status as their container's
+    termination message (what the node writes when it is done)."""
+    pods = running(stored, created, **{name: "Succeeded" for name in finals})
+    for p in pods:
+        name = p["metadata"]["name"]
+        if name in finals:
+            p["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = json.dumps(finals[name])
+    return pods
+
+
 def test_success_reports_the_final_result_from_termination_messages() -> None:
     """A finished server's status endpoint is gone: its container's termination message (its last
     status, written by the node) becomes status.progress, median step over the correct servers."""
@@ -164,11 +177,7 @@ def test_success_reports_the_final_result_from_termination_messages() -> None:
     finals = {"j-server-0": {"step": 100, "accuracy": 0.93, "loss": 0.2, "rejected": {"stale": 2}},
               "j-server-1": {"step": 100, "accuracy": 0.94, "loss": 0.19},
               "j-server-2": {"step": 99, "accuracy": 0.10}}
-    pods = running(stored, created, **{name: "Succeeded" for name in finals})
-    for p in pods:
-        name = p["metadata"]["name"]
-        if name in finals:
-            p["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = json.dumps(finals[name])
+    pods = finished_with(stored, created, finals)
     stored = apply(stored, decide(Observed(stored, pods, True, T0), IMAGE))
     assert stored["status"]["phase"] == C.SUCCEEDED
     progress = stored["status"]["progress"]
@@ -184,11 +193,7 @@ def test_success_names_each_correct_servers_model() -> None:
     finals = {"j-server-0": {"step": 100, "accuracy": 0.93, "model": model},
               "j-server-1": {"step": 100, "accuracy": 0.94, "model": {**model, "path": "/results/j-server-1/model.pt"}},
               "j-server-2": {"step": 100, "accuracy": 0.94, "model": {"path": 7}}}  # not a model: left out
-    pods = running(stored, created, **{name: "Succeeded" for name in finals})
-    for p in pods:
-        name = p["metadata"]["name"]
-        if name in finals:
-            p["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = json.dumps(finals[name])
+    pods = finished_with(stored, created, finals)
     stored = apply(stored, decide(Observed(stored, pods, True, T0), IMAGE))
     assert stored["status"]["phase"] == C.SUCCEEDED
     assert stored["status"]["models"] == [{"replica": "j-server-0", **model},

@@ -70,7 +70,8 @@ def test_tiny_report_writes_every_section_and_real_plots(tmp_path: Path) -> None
     empty = tmp_path / "empty"
     assert main(["report", "--tiny", "--saved-only", "--output-dir", str(empty), "--work-dir", str(tmp_path / "none")]) == 0
     assert "**Partial report:" in (empty / "resilience.md").read_text()
-    assert "The earlier measurement's setting" in text  # ALIE at z = 1, where server momentum was seen to fail
+    assert "the earlier measurement's setting" in text  # section 6: ALIE at z = 1, where it does harm
+    assert "server-side momentum is at least 1 point worse than worker-side for" in text
 
 
 def test_saved_only_still_says_which_configurations_validation_refuses(tmp_path: Path) -> None:

@@ -50,7 +50,8 @@ def render(grid: Grid, runner: Runner, out: Path) -> Section:
             f"`{r}` {server[r].pct(False)}% (worker-side {worker[r].pct(False)}%)" for r in grid.rules)
             + f". Below 80% with server-side momentum: {', '.join(f'`{r}`' for r in collapsed) or 'none'} of "
               f"{len(grid.rules)} rules" + (" - every rule collapses." if len(collapsed) == len(grid.rules) else ".")
-            + " The earlier measurement's setting (a fixed z, longer runs) is in section 6.")
+            + f" (z_max from n and f is mild on these sizes; section 6 runs ALIE where it does harm: z = {grid.alie_z:g}, "
+              f"{grid.alie_workers} workers, {grid.alie_steps} steps.)")
     if "FoE eps=0.1" in grid.attacks and "krum" in grid.rules:
         small = {mode: cell(runner, grid, "krum", "FoE eps=0.1", mode) for mode in MODES}
         none = {mode: cell(runner, grid, "krum", "none", mode) for mode in MODES}

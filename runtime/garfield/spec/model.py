@@ -304,7 +304,8 @@ def from_dict(spec: dict[str, Any]) -> JobSpec:
         image=spec.get("image"),
         output_path=(spec.get("output") or {}).get("path"),
         mutual_tls=mutual_tls_of(spec),
-        checkpoint=CheckpointSpec(every_steps=int((spec.get("checkpoint") or {}).get("everySteps", 0)),
-                                  keep=int((spec.get("checkpoint") or {}).get("keep", 3))),
+        checkpoint=CheckpointSpec(
+            every_steps=int((spec.get("checkpoint") or {}).get("everySteps", CheckpointSpec.every_steps)),
+            keep=int((spec.get("checkpoint") or {}).get("keep", CheckpointSpec.keep))),
         raw=spec,
     )

@@ -15,7 +15,7 @@ from garfield.aggregators.catalog import RULES as GAR_RULES
 from garfield.aggregators.preaggregation import STAGES as PRE_STAGES
 from garfield.attacks.catalog import SERVER_ATTACKS, WORKER_ATTACKS
 from garfield.spec.contract import TLS_MOUNT_PATH
-from garfield.spec.model import MUTUAL_TLS_DEFAULT
+from garfield.spec.model import MUTUAL_TLS_DEFAULT, CheckpointSpec
 from garfield.spec.podtemplate import FLAT_HINTS, OWNED_FIELDS
 
 GROUP = "garfield.dev"
@@ -329,9 +329,9 @@ def spec_schema() -> Schema:
                 "not available for decentralized jobs.",
                 {
                     "everySteps": _int("Steps between two checkpoints of a server; 0 (the default) writes none.",
-                                       minimum=0, default=0),
+                                       minimum=0, default=CheckpointSpec.every_steps),
                     "keep": _int("How many of its newest checkpoints each server keeps.", minimum=1, maximum=100,
-                                 default=3),
+                                 default=CheckpointSpec.keep),
                 },
             ),
             "security": _obj(
