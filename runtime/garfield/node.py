@@ -281,7 +281,8 @@ def export_model(config: NodeConfig, node: ProtocolNode) -> dict[str, Any]:
     folder = Path(config.output_dir) / config.name
     try:
         manifest = write_model(node.adapter, folder, job=config.job, replica=config.name,
-                               framework=config.spec.framework, step=node.state.step, accuracy=node.state.accuracy)
+                               framework=config.spec.framework, step=node.state.step, accuracy=node.state.accuracy,
+                               resumed_from=node.resumed_from)
     except OSError as exc:
         log.error("cannot write the final model", extra={"fields": {"folder": str(folder), "error": str(exc)}})
         raise

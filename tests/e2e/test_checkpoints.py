@@ -77,6 +77,8 @@ def test_a_killed_correct_server_resumes_from_its_checkpoint_and_the_job_complet
     # it rejoined: it finished training with the others and exported a model as good as theirs
     assert result.replicas[victim]["exit"] == "exit 0", result.replicas[victim]
     assert result.models[victim]["step"] == 120
+    assert result.models[victim]["resumed_from"] == resumed["step"]  # the model's manifest says so too
+    assert all(result.models[f"e2e-resume-server-{i}"]["resumed_from"] is None for i in (0, 2, 3))
     assert len(result.final_accuracy) == 4 and min(accuracies(result)) >= 0.80, result.final_accuracy
     # Byzantine replicas aside (none here), every correct server wrote its own, the last 2 kept
     for name in ("server-0", "server-2", "server-3"):

@@ -66,6 +66,9 @@ def test_tiny_report_writes_every_section_and_real_plots(tmp_path: Path) -> None
     assert main(["report", "--tiny", "--saved-only", "--output-dir", str(again), "--work-dir", str(tmp_path / "work")]) == 0
     rerendered = (again / "resilience.md").read_text()
     assert rerendered.split("## Verdicts")[1] == text.split("## Verdicts")[1]
+    # with the measured run's wall time, not the re-render's
+    wall = re.search(r"\*\*Wall time [\d.]+ min\*\* \([^)]*\)", text)
+    assert wall and wall.group(0) in rerendered and "re-rendered with --saved-only" in rerendered, rerendered[:600]
     # and with nothing saved, says the report is partial
     empty = tmp_path / "empty"
     assert main(["report", "--tiny", "--saved-only", "--output-dir", str(empty), "--work-dir", str(tmp_path / "none")]) == 0

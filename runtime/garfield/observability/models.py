@@ -31,8 +31,9 @@ def sha256_of(path: Path) -> str:
 
 
 def write_model(adapter: FrameworkAdapter, folder: Path, *, job: str, replica: str, framework: str, step: int,
-                accuracy: float | None) -> dict[str, Any]:
-    """Write the model and its manifest into `folder` (created); returns the manifest."""
+                accuracy: float | None, resumed_from: int | None = None) -> dict[str, Any]:
+    """Write the model and its manifest into `folder` (created); returns the manifest. `resumed_from`:
+    the checkpoint step the replica's training resumed from (None: it trained from step 0)."""
     folder.mkdir(parents=True, exist_ok=True)
     name, kind = adapter.export(folder)
     path = folder / name
@@ -46,6 +47,7 @@ def write_model(adapter: FrameworkAdapter, folder: Path, *, job: str, replica: s
         "step": step,
         "accuracy": accuracy,
         "parameters": adapter.num_params,
+        "resumed_from": resumed_from,
         "sha256": sha256_of(path) if path.is_file() else None,  # a TF checkpoint is several files
         "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -116,6 +116,9 @@ class ProtocolNode:
         # while it lingers (the job has succeeded) has its model written already. Returns fields for
         # the final status (the termination message), e.g. where the model is; raises to fail the node.
         self.on_trained: Callable[[], Mapping[str, Any]] | None = None
+        # The checkpoint step this node's training resumed from (None: it started at step 0); the
+        # exported model's manifest records it.
+        self.resumed_from: int | None = None
         # Who may name itself in a request: the job's replicas, as the plan numbers them. Anything
         # else is refused before it is remembered (a Byzantine client sending fresh 60 KB names
         # grew the per-requester bookkeeping by 172 MB in 1,500 requests).

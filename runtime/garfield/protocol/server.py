@@ -101,6 +101,7 @@ class ServerNode(ProtocolNode):
         if checkpoint is None:
             return 0
         self._last_checkpoint = checkpoint.step
+        self.resumed_from = checkpoint.step
         log.info("resumed from checkpoint", extra={"fields": {"step": checkpoint.step, "path": str(checkpoint.path)}})
         return checkpoint.step
 

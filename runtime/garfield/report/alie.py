@@ -72,13 +72,22 @@ def render(grid: Grid, runner: Runner, out: Path) -> Section:
         avg = acc[("average", (), mode)]
         summary = (f"**Best under A Little Is Enough: {_name(best)}, {acc[best].pct()}%**, against plain averaging "
                    f"{avg.pct()}% ({mode} momentum; {acc[('average', (), other)].pct()}% with {other} momentum) and "
-                   "against the best rule without pre-aggregation, "
-                   + (f"{_name(best_plain)}, {acc[best_plain].pct()}%." if best_plain else "n/a."))
-        if best_plain is not None and acc[best].mean is not None and acc[best_plain].mean is not None:
+                   + ("no pre-aggregation stage does better in this mode." if best == best_plain else
+                      "against the best rule without pre-aggregation, "
+                      + (f"{_name(best_plain)}, {acc[best_plain].pct()}%." if best_plain else "n/a.")))
+        if best != best_plain and best_plain is not None and acc[best].mean is not None and acc[best_plain].mean is not None:
             gain = (acc[best].mean or 0.0) - (acc[best_plain].mean or 0.0)
             spread = max(acc[best].sd or 0.0, acc[best_plain].sd or 0.0)
             summary += (f" The pre-aggregation adds {100 * gain:+.1f} points"
                         + (" - within the seeds' spread." if abs(gain) <= spread else "."))
+        for mode_ in MODES:  # the pick per momentum mode: where the pre-aggregation earns its place
+            in_mode = [c for c in ranked if c[2] == mode_]
+            plain_in_mode = [c for c in in_mode if not c[1]]
+            if in_mode and plain_in_mode and in_mode[0] != best:
+                top, top_plain = in_mode[0], plain_in_mode[0]
+                gain = (acc[top].mean or 0.0) - (acc[top_plain].mean or 0.0)
+                summary += (f" With {mode_} momentum: {_name(top)}, {acc[top].pct()}%, against {_name(top_plain)}, "
+                            f"{acc[top_plain].pct()}% ({100 * gain:+.1f} points).")
     else:
         summary = "No combination ran."
     plain_gaps = {rule: _gap(acc[(rule, (), "worker")], acc[(rule, (), "server")]) for rule in grid.alie_rules}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from garfield.report import accuracy, alie, crash, overhead, scaling, servers
 from garfield.report.common import Section
@@ -21,6 +22,7 @@ from garfield.report.grid import GRIDS, Grid
 from garfield.report.jobs import JobRequest, Runner
 
 MARKDOWN = "resilience.md"
+RUN_RECORD = "run.json"  # in --work-dir: the complete run's wall time and loads, for a --saved-only re-render
 SECTIONS = (accuracy, crash, overhead, servers, scaling, alie)
 RUN_ORDER = (crash, alie, servers, overhead, scaling, accuracy)
 
@@ -35,6 +37,18 @@ def _timing_line(values: list[float], what: str) -> str:
         return f"{what}: none"
     return (f"{what}: {len(values)}, {statistics.median(values):.1f} s median each "
             f"({min(values):.1f}-{max(values):.1f} s), {sum(values):.0f} s in all")
+
+
+def _recorded_run(work: Path) -> dict[str, Any] | None:
+    """The header figures of the complete run that saved the results in `work` (RUN_RECORD), if any."""
+    try:
+        record = json.loads((work / RUN_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    keys = ("date", "wall", "sim_wall", "real_wall", "load_before", "load_after", "timings")
+    if not isinstance(record, dict) or not all(k in record for k in keys) or not isinstance(record["timings"], dict):
+        return None
+    return record
 
 
 def build(grid: Grid, output_dir: Path, work_dir: Path | None = None, log: Callable[[str], None] = print,
@@ -66,7 +80,17 @@ def build(grid: Grid, output_dir: Path, work_dir: Path | None = None, log: Calla
             shutil.rmtree(work, ignore_errors=True)
     invalid = sorted({str(r.get("message")) for r in runner.results.values() if r.get("outcome") == "invalid"})
     failed = [r for r in runner.results.values() if r.get("outcome") not in ("succeeded", "invalid")]
-    wall = time.monotonic() - started
+    run: dict[str, Any] = {"date": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}", "wall": time.monotonic() - started,
+           "sim_wall": sim_wall, "real_wall": real_wall, "load_before": load_before, "load_after": _load(),
+           "timings": runner.timings}
+    rerendered = ""
+    if saved_only:  # the timings are the run's that saved these results, when it finished and recorded them
+        recorded = _recorded_run(work)
+        if recorded is not None and not missing:
+            run, rerendered = recorded, " (re-rendered with --saved-only from its saved results)"
+    elif not own_work and not missing:
+        (work / RUN_RECORD).write_text(json.dumps(run))
+    wall = float(run["wall"])
     verdicts = [s for s in sections if s.verdict]
     partial = ([f"**Partial report: {len(missing)} of {len(unique)} jobs have no result** (rendered from the results saved "
                 "so far with --saved-only; their cells read n/a and the verdicts rest on what ran).", ""]
@@ -75,13 +99,14 @@ def build(grid: Grid, output_dir: Path, work_dir: Path | None = None, log: Calla
         "# The cost of Byzantine resilience: Garfield's findings, reproduced",
         "",
         *partial,
-        f"Written by `garfield report` ({grid.describe()}) on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
+        f"Written by `garfield report` ({grid.describe()}) on {run['date']} UTC{rerendered}, "
         f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}. **Wall time {wall / 60:.1f} min** "
-        f"({sim_wall:.0f} s simulating, {real_wall:.0f} s of real runs). 1-minute load average {load_before} before, "
-        f"{_load()} after: other work shares these cores, so absolute speeds vary with it (ratios and CPU per step much less).",
+        f"({float(run['sim_wall']):.0f} s simulating, {float(run['real_wall']):.0f} s of real runs). 1-minute load average "
+        f"{run['load_before']} before, {run['load_after']} after: other work shares these cores, so absolute speeds vary "
+        "with it (ratios and CPU per step much less).",
         "",
-        f"* {_timing_line(runner.timings['simulate'], 'simulations (`garfield simulate`, one process each)')}",
-        f"* {_timing_line(runner.timings['run'], 'real runs (`garfield run`, one at a time after the simulations)')}",
+        f"* {_timing_line(run['timings']['simulate'], 'simulations (`garfield simulate`, one process each)')}",
+        f"* {_timing_line(run['timings']['run'], 'real runs (`garfield run`, one at a time after the simulations)')}",
         f"* configurations validation refuses (shown as n/a): {len(invalid)} distinct reasons"
         + ("; jobs that failed: " + str(len(failed)) if failed else "; no job failed"),
         "",
@@ -99,7 +124,7 @@ def build(grid: Grid, output_dir: Path, work_dir: Path | None = None, log: Calla
         lines += ["## Refused configurations", "", *[f"* {reason}" for reason in invalid], ""]
     path = output_dir / MARKDOWN
     path.write_text("\n".join(lines))
-    log(f"wrote {path} in {wall:.0f} s")
+    log(f"wrote {path} in {time.monotonic() - started:.0f} s")
     return path
 
 
