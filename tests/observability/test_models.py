@@ -69,7 +69,7 @@ def _node(tmp_path: Path, role: Role, attack: SimulatedAttack | None = None, out
     config = SimpleNamespace(output_dir=str(output if output is not None else tmp_path), attack=attack, role=role,
                              name=f"{role}-0", job="j", spec=SimpleNamespace(framework="pytorch"))
     state = SimpleNamespace(step=3, accuracy=0.9)
-    return config, SimpleNamespace(adapter=torch_adapter(), state=state)
+    return config, SimpleNamespace(adapter=torch_adapter(), state=state, resumed_from=None)
 
 
 def test_only_correct_servers_and_peers_write(tmp_path: Path) -> None:
