@@ -71,7 +71,9 @@ def test_a_killed_correct_server_resumes_from_its_checkpoint_and_the_job_complet
     assert result.outcome == "succeeded", result.message
     assert result.replicas[victim]["restarts"] == 1, result.replicas[victim]
     logs = out / "logs"
-    assert entries(logs / f"{victim}.1.log", "checkpoint written"), "the first run of server-1 wrote no checkpoint"
+    # (the first run's checkpoint is the file at_kill saw; its log line may not have been written:
+    # the kill can land between the manifest's rename and the "checkpoint written" line)
+    assert (logs / f"{victim}.1.log").is_file() and at_kill[0] >= 20, at_kill
     (resumed,) = entries(logs / f"{victim}.log", "resumed from checkpoint")
     assert resumed["step"] >= at_kill[0], (resumed, at_kill)
     # it rejoined: it finished training with the others and exported a model as good as theirs
