@@ -43,14 +43,12 @@ import platform
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "runtime"))
@@ -58,6 +56,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from garfield.launcher.local import launch  # noqa: E402
 from garfield.launcher.summary import RunResult  # noqa: E402
+from garfield.report.jobs import CpuSampler  # noqa: E402  (the report reads replicas' CPU the same way)
 from garfield.spec.validation import Job, load_job, validate_manifest  # noqa: E402
 
 from startup import _entries, _first  # noqa: E402  (the same log readers bench/startup.py times with)
@@ -103,64 +102,6 @@ def with_mutual_tls(job: Job, on: bool) -> Job:
 
 def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
-
-
-class CpuSampler:
-    """Samples every replica's CPU seconds (user + system) in a thread while a job runs.
-
-    The pids come from <output_dir>/replicas.json, written by the launcher once every replica is
-    started (forked from the fork server or exec'd: ordinary processes either way). For each
-    replica the last sample taken before it exited is kept, so its final figure is at most
-    CPU_SAMPLE_SECONDS of (lingering, mostly idle) CPU short.
-    """
-
-    def __init__(self, output_dir: Path, interval: float = CPU_SAMPLE_SECONDS) -> None:
-        self.table_path = output_dir / "replicas.json"
-        self.interval = interval
-        self.last: dict[str, float] = {}
-        self._processes: dict[str, psutil.Process] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
-
-    def __enter__(self) -> "CpuSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _attach(self) -> None:
-        try:
-            table = json.loads(self.table_path.read_text())
-        except (OSError, ValueError):
-            return
-        for name, info in table.items():
-            try:
-                self._processes[name] = psutil.Process(int(info["pid"]))
-            except (psutil.Error, KeyError, TypeError, ValueError):
-                continue
-
-    def sample(self) -> None:
-        """One reading of every replica still running (an exited one keeps its last reading)."""
-        for name, process in list(self._processes.items()):
-            try:
-                times = process.cpu_times()
-                if process.status() == psutil.STATUS_ZOMBIE:  # exited: its times are final, stop reading
-                    del self._processes[name]
-            except psutil.Error:
-                del self._processes[name]
-                continue
-            self.last[name] = times.user + times.system
-
-    def _loop(self) -> None:
-        while not self._processes and not self._stop.is_set():
-            self._attach()
-            if not self._processes:
-                self._stop.wait(0.05)
-        while self._processes and not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
 
 
 def _quorum_sizes(job: Job) -> dict[str, int]:
@@ -316,7 +257,7 @@ def run(job: Job, steps: int, out: Path) -> dict[str, Any]:
     print(f"running {job.name} for {steps} steps ...", flush=True)
     output_dir = out / job.name
     output_dir.mkdir(parents=True, exist_ok=True)
-    with CpuSampler(output_dir) as sampler:
+    with CpuSampler(output_dir, CPU_SAMPLE_SECONDS) as sampler:
         launched = time.time()
         result = launch(job, output_dir, steps=steps, progress="lines", timeout=1800)
         exited = time.time()
