@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from garfield.observability.checkpoints import CheckpointStore
 from garfield.spec import schema
 
 from support.node import RealCluster
@@ -324,8 +325,8 @@ def output_claim(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def _checkpointed_step(folder: Path) -> int | None:
     """The newest step whose checkpoint manifest (written last, after its state) is in `folder`."""
-    steps = [int(p.stem.removeprefix("step-")) for p in folder.glob("step-*.json")] if folder.is_dir() else []
-    return max(steps) if steps else None
+    steps = CheckpointStore(folder, keep=1).steps()  # newest first
+    return steps[0] if steps else None
 
 
 def test_pods_deleted_within_f_are_recreated_and_the_job_succeeds(cluster: Cluster, release: str,

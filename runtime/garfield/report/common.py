@@ -10,6 +10,13 @@ from typing import Iterable
 from garfield.report.grid import ATTACKS, Grid, Knobs
 from garfield.report.jobs import JobRequest, Result, Runner
 
+# Why a job has no accuracy, as `why` words it (a cell's note starts with one), and the short mark
+# a heat-map cell shows for it.
+FAILED = "training failed"
+REFUSED = "not valid"
+NOT_RUN = "not run"
+MARKS = {FAILED: "failed", REFUSED: "refused", NOT_RUN: "not run"}
+
 
 @dataclass
 class Section:
@@ -44,7 +51,7 @@ class Stats:
         """What a heat-map cell with no accuracy shows: why every seed of it has none."""
         if self.mean is not None:
             return ""
-        for reason, short in (("training failed", "failed"), ("not valid", "refused"), ("not run", "not run")):
+        for reason, short in MARKS.items():
             if self.note.startswith(reason):
                 return short
         return "n/a"
@@ -74,11 +81,11 @@ def why(result: Result) -> str:
     refused it, or it did not run."""
     outcome = result.get("outcome")
     if outcome == "failed":
-        return "training failed"
+        return FAILED
     if outcome == "invalid":
-        return "not valid: " + str(result.get("message"))
+        return f"{REFUSED}: {result.get('message')}"
     if outcome == "missing":
-        return "not run"
+        return NOT_RUN
     return str(outcome)
 
 
